@@ -1,0 +1,1 @@
+"""Placeholder: Flask and requests auto-instrumentation arrives with its own issue."""

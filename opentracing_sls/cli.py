@@ -1,0 +1,1 @@
+"""The ``opentracing-sls`` command; later issues add subcommands (shim, run, query)."""

@@ -1,0 +1,1 @@
+"""Placeholder: the agent shim (receivers, sinks, store) arrives with its own issue."""
