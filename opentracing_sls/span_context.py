@@ -24,8 +24,9 @@ class SpanContext(opentracing.SpanContext):
       ``X-B3-Sampled`` absent, ``traceparent`` is always decided); the tracer's local sampler
       decides for the child.
     - ``trace_state``: the W3C ``tracestate`` value, carried verbatim to children.
-    - ``trace_id == 0``: no ids at all, only baggage, a debug id (``jaeger-debug-id``) or a
-      bare deny (``b3: 0``); the tracer starts a new root and keeps what there is.
+    - ``trace_id == 0``: no ids at all, only baggage or a debug id (``jaeger-debug-id``),
+      with ``sampling_deferred=True``, or a bare decision (``b3: 0``, ``b3: 1``) with
+      ``sampling_deferred=False``; the tracer starts a new root and keeps what there is.
     """
 
     __slots__ = ("trace_id", "span_id", "parent_id", "flags", "_baggage", "debug_id",
@@ -68,7 +69,7 @@ class SpanContext(opentracing.SpanContext):
     def is_debug(self) -> bool:
         return bool(self.flags & DEBUG_FLAG)
 
-    def with_baggage_item(self, key: str, value: Optional[str]) -> "SpanContext":
+    def with_baggage_item(self, key: str, value: Optional[str]) -> SpanContext:
         """A copy with ``key`` set (or removed when ``value`` is None)."""
         baggage = dict(self._baggage)
         if value is None:

@@ -1,0 +1,87 @@
+"""Scope managers: which span is active, per thread or per asyncio task.
+
+Both keep their state per manager *instance*. opentracing's own ``ContextVarsScopeManager``
+uses one module-global ContextVar, so a scope leaked by one tracer is seen by every other one
+(and by the next test): see ``user-pain-points.md`` #10 and #23.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import threading
+from typing import Optional
+
+from opentracing import Scope, ScopeManager, Span
+
+_instance_numbers = itertools.count(1)
+
+
+class _RestoringScope(Scope):
+    """A scope that, when closed, reinstates the scope that was active before it."""
+
+    __slots__ = ("_finish_on_close", "_previous", "_closed")
+
+    def __init__(self, manager: ScopeManager, span: Span, finish_on_close: bool,
+                 previous: Optional[Scope]) -> None:
+        super().__init__(manager, span)
+        self._finish_on_close = finish_on_close
+        self._previous = previous
+        self._closed = False
+
+    def close(self) -> None:
+        manager = self._manager
+        # Only the active scope can be closed (OpenTracing 2.x): closing out of order must
+        # neither clobber the scope activated after this one nor finish this span early.
+        if self._closed or manager.active is not self:
+            return
+        self._closed = True
+        manager._set_active(self._previous)  # type: ignore[attr-defined]
+        if self._finish_on_close:
+            self._span.finish()
+
+
+class ContextVarsScopeManager(ScopeManager):
+    """Active scope in a :class:`contextvars.ContextVar` owned by this instance.
+
+    Works for threads (each thread has its own context) and for asyncio (a task inherits the
+    context of the code that created it, so ``asyncio.gather`` children see their parent).
+    The default scope manager.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._var: contextvars.ContextVar[Optional[Scope]] = contextvars.ContextVar(
+            "opentracing_sls_scope_%d" % next(_instance_numbers), default=None)
+
+    def activate(self, span: Span, finish_on_close: bool) -> Scope:
+        scope = _RestoringScope(self, span, finish_on_close, self._var.get())
+        self._var.set(scope)
+        return scope
+
+    @property
+    def active(self) -> Optional[Scope]:
+        return self._var.get()
+
+    def _set_active(self, scope: Optional[Scope]) -> None:
+        self._var.set(scope)
+
+
+class ThreadLocalScopeManager(ScopeManager):
+    """Active scope in a :class:`threading.local` owned by this instance (no asyncio support)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def activate(self, span: Span, finish_on_close: bool) -> Scope:
+        scope = _RestoringScope(self, span, finish_on_close, getattr(self._local, "scope", None))
+        self._local.scope = scope
+        return scope
+
+    @property
+    def active(self) -> Optional[Scope]:
+        return getattr(self._local, "scope", None)
+
+    def _set_active(self, scope: Optional[Scope]) -> None:
+        self._local.scope = scope
