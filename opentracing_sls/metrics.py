@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Dict
+from typing import Callable, Dict
 
 
 class Counter:
@@ -26,13 +26,15 @@ class Counter:
         for _ in range(amount):
             next(count)
 
+    def hot(self) -> "Callable[[], object]":
+        """A zero-argument incrementer for hot paths: the C-level ``__next__`` of the count."""
+        return self._count.__next__
+
     @property
     def value(self) -> int:
-        # ``count.__reduce__()`` exposes the next value without consuming it.
-        return self._count.__reduce__()[1][0]
-
-    def reset(self) -> None:
-        self._count = itertools.count()
+        # repr() is "count(N)": it shows the next value without consuming it, and unlike
+        # count.__reduce__ (deprecated in 3.12) it is stable across Python versions.
+        return int(repr(self._count)[6:-1])
 
 
 class Metrics:
@@ -52,7 +54,3 @@ class Metrics:
     def snapshot(self) -> Dict[str, int]:
         """Current values of every counter, by name."""
         return {name: c.value for name, c in sorted(self._counters.items())}
-
-    def reset_all(self) -> None:
-        for counter in self._counters.values():
-            counter.reset()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import threading
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from opentracing import Scope, ScopeManager, Span
 
@@ -20,25 +20,34 @@ _instance_numbers = itertools.count(1)
 class _RestoringScope(Scope):
     """A scope that, when closed, reinstates the scope that was active before it."""
 
-    __slots__ = ("_finish_on_close", "_previous", "_closed")
+    __slots__ = ("_finish_on_close", "_previous", "_closed", "_get", "_set")
 
     def __init__(self, manager: ScopeManager, span: Span, finish_on_close: bool,
-                 previous: Optional[Scope]) -> None:
-        super().__init__(manager, span)
+                 previous: Optional[Scope], get: Callable[[], Optional[Scope]],
+                 set_: Callable[[Optional[Scope]], Any]) -> None:
+        # Scope.__init__ only stores these two; setting them here saves a call per scope.
+        self._manager = manager
+        self._span = span
         self._finish_on_close = finish_on_close
         self._previous = previous
         self._closed = False
+        self._get = get
+        self._set = set_
 
     def close(self) -> None:
-        manager = self._manager
         # Only the active scope can be closed (OpenTracing 2.x): closing out of order must
         # neither clobber the scope activated after this one nor finish this span early.
-        if self._closed or manager.active is not self:
+        if self._closed or self._get() is not self:
             return
         self._closed = True
-        manager._set_active(self._previous)  # type: ignore[attr-defined]
+        self._set(self._previous)
         if self._finish_on_close:
             self._span.finish()
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        if exc_val is not None:
+            Span._on_error(self._span, exc_type, exc_val, exc_tb)
+        self.close()
 
 
 class ContextVarsScopeManager(ScopeManager):
@@ -55,8 +64,10 @@ class ContextVarsScopeManager(ScopeManager):
             "opentracing_sls_scope_%d" % next(_instance_numbers), default=None)
 
     def activate(self, span: Span, finish_on_close: bool) -> Scope:
-        scope = _RestoringScope(self, span, finish_on_close, self._var.get())
-        self._var.set(scope)
+        var = self._var
+        scope = _RestoringScope(self, span, finish_on_close, var.get(), var.get,
+                                self._set_active)
+        var.set(scope)
         return scope
 
     @property
@@ -75,9 +86,13 @@ class ThreadLocalScopeManager(ScopeManager):
         self._local = threading.local()
 
     def activate(self, span: Span, finish_on_close: bool) -> Scope:
-        scope = _RestoringScope(self, span, finish_on_close, getattr(self._local, "scope", None))
+        scope = _RestoringScope(self, span, finish_on_close, getattr(self._local, "scope", None),
+                                self._get_active, self._set_active)
         self._local.scope = scope
         return scope
+
+    def _get_active(self) -> Optional[Scope]:
+        return getattr(self._local, "scope", None)
 
     @property
     def active(self) -> Optional[Scope]:

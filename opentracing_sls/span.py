@@ -21,8 +21,27 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_PLAIN_TYPES = (str, bool, int, float, bytes)
 _SAMPLED_AND_DEBUG = SAMPLED_FLAG | DEBUG_FLAG
+_PRIORITY_KEY = ext_tags.SAMPLING_PRIORITY
+_now = time.time
+_new_lock = threading.Lock
+_new_tuple = tuple.__new__
+
+
+class _NoLock:
+    """Stands in for the lock of an unsampled span: nothing is recorded on it, so no race
+    can corrupt a record; ``finish`` still flips the flag only once under the GIL."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
 
 
 class Span(opentracing.Span):
@@ -45,12 +64,13 @@ class Span(opentracing.Span):
         self._tracer = tracer
         self._context = context
         self.operation_name = operation_name
-        self.start_time = time.time() if start_time is None else start_time
+        self.start_time = _now() if start_time is None else start_time
         self.tags: Dict[str, Any] = {}
         self.logs: List[LogRecord] = []
         self.references = references
         self._finished = False
-        self._lock = threading.Lock()
+        # Unsampled spans get their lock only if ``sampling.priority`` turns them on.
+        self._lock = _new_lock() if context.flags & SAMPLED_FLAG else _NO_LOCK
 
     @property
     def context(self) -> SpanContext:
@@ -74,17 +94,23 @@ class Span(opentracing.Span):
         return self
 
     def set_tag(self, key: str, value: Any) -> Span:
-        try:
-            if key == ext_tags.SAMPLING_PRIORITY:
-                self._set_sampling_priority(value)
-                return self
-            if self._context.flags & SAMPLED_FLAG:
-                value = self._tracer._tag_value(value)
+        if key == _PRIORITY_KEY:
+            self._set_sampling_priority(value)
+            return self
+        if self._context.flags & SAMPLED_FLAG:
+            try:
+                kind = type(value)
+                if kind is str:
+                    limit = self._tracer.max_tag_value_length
+                    if len(value) > limit:
+                        value = value[:limit]
+                elif kind is not bool and kind is not int and kind is not float:
+                    value = self._tracer._tag_value(value)
                 with self._lock:
                     if not self._finished:
                         self.tags[key] = value
-        except Exception:  # noqa: BLE001 - a bad tag must never reach the application
-            self._tracer._internal_error("set_tag")
+            except Exception:  # noqa: BLE001 - a bad tag must never reach the application
+                self._tracer._internal_error("set_tag")
         return self
 
     def _set_sampling_priority(self, value: Any) -> None:
@@ -92,6 +118,8 @@ class Span(opentracing.Span):
             priority = int(value)
         except (TypeError, ValueError):
             return
+        if self._lock is _NO_LOCK:
+            self._lock = _new_lock()
         with self._lock:
             if self._finished:
                 return
@@ -106,8 +134,17 @@ class Span(opentracing.Span):
         if not self._context.flags & SAMPLED_FLAG:
             return self
         try:
-            ts = time.time() if timestamp is None else timestamp
-            fields = {key: self._log_value(key, value) for key, value in key_values.items()}
+            ts = _now() if timestamp is None else timestamp
+            limit = self._tracer.max_tag_value_length
+            fields = {}
+            for key, value in key_values.items():
+                kind = type(value)
+                if kind is str:
+                    if len(value) > limit:
+                        value = value[:limit]
+                elif kind is not bool and kind is not int and kind is not float:
+                    value = self._log_value(value)
+                fields[key] = value
             with self._lock:
                 if not self._finished:
                     self.logs.append((int(ts * 1000000), fields))
@@ -115,7 +152,7 @@ class Span(opentracing.Span):
             self._tracer._internal_error("log_kv")
         return self
 
-    def _log_value(self, key: str, value: Any) -> Any:
+    def _log_value(self, value: Any) -> Any:
         if isinstance(value, types.TracebackType):
             text = "".join(traceback.format_tb(value))
             return text[-self._tracer.max_traceback_length:]
@@ -142,12 +179,14 @@ class Span(opentracing.Span):
 
     def finish(self, finish_time: Optional[float] = None) -> None:
         """Ends the span; a second call logs a warning and does nothing."""
-        end = time.time() if finish_time is None else finish_time
-        with self._lock:
-            if self._finished:
-                already = True
-            else:
-                already = False
+        end = _now() if finish_time is None else finish_time
+        lock = self._lock
+        if lock is _NO_LOCK:
+            already = self._finished
+            self._finished = True
+        else:
+            with lock:
+                already = self._finished
                 self._finished = True
         if already:
             self._tracer._internal_error("finish() called twice on span %r" % self.operation_name)
@@ -159,10 +198,16 @@ class Span(opentracing.Span):
         context = self._context
         start = self.start_time
         duration = int((finish_time - start) * 1000000)
-        return SpanRecord(context.trace_id, context.span_id, context.parent_id,
-                          self.operation_name, context.flags, int(start * 1000000),
-                          duration if duration > 0 else 0, self.tags, self.logs,
-                          self.references or [])
+        # tuple.__new__ skips NamedTuple's Python-level __new__: one record per sampled span.
+        return _new_tuple(SpanRecord, (
+            context.trace_id, context.span_id, context.parent_id, self.operation_name,
+            context.flags, int(start * 1000000), duration if duration > 0 else 0, self.tags,
+            self.logs, self.references or []))
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        if exc_val is not None:
+            opentracing.Span._on_error(self, exc_type, exc_val, exc_tb)
+        self.finish()
 
     def __repr__(self) -> str:
         return "<Span %r %r>" % (self.operation_name, self._context)

@@ -32,6 +32,9 @@ from .span_context import SpanContext
 
 logger = logging.getLogger(__name__)
 
+_getrandbits = ids._getrandbits
+_PRIORITY_KEY = opentracing.ext.tags.SAMPLING_PRIORITY
+
 _SAMPLED_AND_DEBUG = SAMPLED_FLAG | DEBUG_FLAG
 _ERROR_LOG_INTERVAL = 60.0
 
@@ -81,13 +84,15 @@ class Tracer(opentracing.Tracer):
             Format.BINARY: BinaryCodec(),
         }
         m = self.metrics
-        self._started_sampled = m.counter("tracer.spans.started.sampled").inc
-        self._started_unsampled = m.counter("tracer.spans.started.unsampled").inc
-        self._finished_count = m.counter("tracer.spans.finished").inc
-        self._errors = m.counter("tracer.internal_errors").inc
-        self._traces_sampled = m.counter("tracer.traces.started.sampled").inc
-        self._traces_unsampled = m.counter("tracer.traces.started.unsampled").inc
+        self._trace_id_bits = 128 if generate_128bit_trace_id else 64
+        self._started_sampled = m.counter("tracer.spans.started.sampled").hot()
+        self._started_unsampled = m.counter("tracer.spans.started.unsampled").hot()
+        self._finished_count = m.counter("tracer.spans.finished").hot()
+        self._errors = m.counter("tracer.internal_errors").hot()
+        self._traces_sampled = m.counter("tracer.traces.started.sampled").hot()
+        self._traces_unsampled = m.counter("tracer.traces.started.unsampled").hot()
         self._last_error_log: Dict[str, float] = {}
+        self._report = reporter.report_span
         self._closed = False
         reporter.set_process(service_name, self.tags)
 
@@ -125,25 +130,37 @@ class Tracer(opentracing.Tracer):
                 scope = self._scope_manager.active
                 if scope is not None:
                     parent = scope.span.context
-        elif isinstance(parent, opentracing.Span):
+        elif type(parent) is not SpanContext and isinstance(parent, opentracing.Span):
             parent = parent.context
-        if not isinstance(parent, SpanContext):
+        if type(parent) is not SpanContext and not isinstance(parent, SpanContext):
             # None, a foreign tracer's context, or garbage: start a new trace.
             parent = None
 
-        if parent is not None and parent.trace_id and parent.span_id:
-            if parent.sampling_deferred:
-                context, sampler_tags = self._decide(parent.trace_id, ids.new_id(),
-                                                     parent.span_id, operation_name, parent)
+        sampler_tags = None
+        if parent is None:
+            trace_id = _getrandbits(self._trace_id_bits) or ids.new_trace_id(
+                self.generate_128bit_trace_id)
+            try:
+                sampled, sampler_tags = self.sampler.is_sampled(trace_id, operation_name or "")
+            except Exception:  # noqa: BLE001 - a broken sampler must not break the app
+                self._internal_error("sampler")
+                sampled = False
+            if sampled:
+                self._traces_sampled()
             else:
-                context = SpanContext(parent.trace_id, ids.new_id(), parent.span_id,
-                                      parent.flags, parent._baggage, None, False,
-                                      parent.trace_state)
-                sampler_tags = None
+                self._traces_unsampled()
+            context = SpanContext(trace_id, _getrandbits(64) or ids.new_id(), 0,
+                                  SAMPLED_FLAG if sampled else 0)
+        elif parent.trace_id and parent.span_id and not parent.sampling_deferred:
+            context = SpanContext(parent.trace_id, _getrandbits(64) or ids.new_id(),
+                                  parent.span_id, parent.flags, parent._baggage, None, False,
+                                  parent.trace_state)
+        elif parent.trace_id and parent.span_id:
+            context, sampler_tags = self._decide(parent.trace_id, ids.new_id(), parent.span_id,
+                                                 operation_name, parent)
         else:
-            trace_id = ids.new_trace_id(self.generate_128bit_trace_id)
-            context, sampler_tags = self._decide(trace_id, ids.new_id(), 0, operation_name,
-                                                 parent)
+            context, sampler_tags = self._decide(ids.new_trace_id(self.generate_128bit_trace_id),
+                                                 ids.new_id(), 0, operation_name, parent)
         span = Span(self, context, operation_name or "", start_time, refs)
         if context.flags & SAMPLED_FLAG:
             self._started_sampled()
@@ -154,9 +171,8 @@ class Tracer(opentracing.Tracer):
                     span.set_tag(key, value)
         else:
             self._started_unsampled()
-            if tags and opentracing.ext.tags.SAMPLING_PRIORITY in tags:
-                span.set_tag(opentracing.ext.tags.SAMPLING_PRIORITY,
-                             tags[opentracing.ext.tags.SAMPLING_PRIORITY])
+            if tags and _PRIORITY_KEY in tags:
+                span.set_tag(_PRIORITY_KEY, tags[_PRIORITY_KEY])
         return span
 
     def _decide(self, trace_id: int, span_id: int, parent_id: int, operation_name: Optional[str],
@@ -221,7 +237,7 @@ class Tracer(opentracing.Tracer):
         self._finished_count()
         if span._context.flags & SAMPLED_FLAG:
             try:
-                self.reporter.report_span(span.to_record(finish_time))
+                self._report(span.to_record(finish_time))
             except Exception:  # noqa: BLE001
                 self._internal_error("report_span")
 

@@ -8,11 +8,11 @@ import opentracing
 import pytest
 from opentracing.ext import tags as ext_tags
 
-from opentracing_sls import SpanContext
+from opentracing_sls import SpanContext, Tracer
 from opentracing_sls.constants import DEBUG_FLAG, SAMPLED_FLAG
 from opentracing_sls.record import CHILD_OF, FOLLOWS_FROM
 from opentracing_sls.sampling import ConstSampler, ProbabilisticSampler
-from opentracing_sls.testing import make_test_tracer
+from opentracing_sls.testing import InMemoryReporter, make_test_tracer
 
 
 def spans(tracer):
@@ -275,12 +275,11 @@ def test_broken_sampler_never_reaches_the_app():
 
 
 def test_broken_reporter_never_reaches_the_app():
-    tracer = make_test_tracer()
+    class Broken(InMemoryReporter):
+        def report_span(self, record):
+            raise RuntimeError("reporter bug")
 
-    def report_span(record):
-        raise RuntimeError("reporter bug")
-
-    tracer.reporter.report_span = report_span
+    tracer = Tracer("svc", Broken(), ConstSampler(True))
     tracer.start_span("op").finish()
     assert tracer.metrics.snapshot()["tracer.internal_errors"] == 1
 
