@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench install clean
+.PHONY: test lint bench install clean demo
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# Until the BookInfo demo lands: trace a simulated request into a local UDP agent and print it.
+demo: $(STAMP)
+	$(PY) examples/quickstart.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -65,17 +65,13 @@ class ContextVarsScopeManager(ScopeManager):
 
     def activate(self, span: Span, finish_on_close: bool) -> Scope:
         var = self._var
-        scope = _RestoringScope(self, span, finish_on_close, var.get(), var.get,
-                                self._set_active)
+        scope = _RestoringScope(self, span, finish_on_close, var.get(), var.get, var.set)
         var.set(scope)
         return scope
 
     @property
     def active(self) -> Optional[Scope]:
         return self._var.get()
-
-    def _set_active(self, scope: Optional[Scope]) -> None:
-        self._var.set(scope)
 
 
 class ThreadLocalScopeManager(ScopeManager):

@@ -108,9 +108,10 @@ class Tracer(opentracing.Tracer):
         ignore_active_span: bool = False,
         finish_on_close: bool = True,
     ) -> Scope:
-        span = self.start_span(operation_name, child_of, references, tags, start_time,
-                               ignore_active_span)
-        return self._scope_manager.activate(span, finish_on_close)
+        return self._scope_manager.activate(
+            self.start_span(operation_name, child_of, references, tags, start_time,
+                            ignore_active_span),
+            finish_on_close)
 
     def start_span(
         self,

@@ -6,8 +6,9 @@ high bit = "more bytes follow"), signed ones zigzag-mapped first (0, -1, 1, -2 .
 the encoder looks up **14-bit** groups (two output bytes) in precomputed tables instead:
 a random 64-bit id costs four group lookups plus one for its top bits.
 
-Memory: ~1.2 MB, mostly the 16 384 two-byte objects of ``CONT``; the other tables are
-small or share their entries.
+Memory: ~1.3 MB, mostly the 16 384 two-byte objects of ``CONT``; the other tables are
+small or share their entries. Random ids touch random entries, so when the CPU caches are
+under pressure an encode costs more (roughly +10-30% measured on a 1 MB-L2 machine).
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ _DOUBLE_STOP = struct.Struct(">dx").pack
 _IDS = struct.Struct(">BhQBhQBhQBhQ").pack
 # Span fields 7-9: flags (i32), startTime, duration (i64).
 _TAIL = struct.Struct(">BhIBhQBhQ").pack
-_I64_FIELD = struct.Struct(">BhQ").pack
 _LIST_FIELD = struct.Struct(">BhBI").pack  # field header + element type + size
 _LOG_TS = struct.Struct(">BhQBhBI").pack  # Log.timestamp, then the header of Log.fields
 

@@ -80,8 +80,10 @@ def _failed_names(result: unittest.TestResult):
 class _NeverRestoringScopeManager(ContextVarsScopeManager):
     """Broken: closing a scope leaves it active."""
 
-    def _set_active(self, scope):
-        pass
+    def activate(self, span, finish_on_close):
+        scope = super().activate(span, finish_on_close)
+        scope._set = lambda previous: None
+        return scope
 
 
 def test_broken_scope_manager_fails_scope_suite():
