@@ -26,7 +26,7 @@ class Counter:
         for _ in range(amount):
             next(count)
 
-    def hot(self) -> "Callable[[], object]":
+    def hot(self) -> Callable[[], object]:
         """A zero-argument incrementer for hot paths: the C-level ``__next__`` of the count."""
         return self._count.__next__
 
