@@ -44,9 +44,10 @@ VALID_KEYS = frozenset({
     "metrics", "max_operations", "debug_id_header",
     # opentracing-sls
     "disabled", "endpoint", "user", "password", "sampling_endpoint", "reporter_max_packet_size",
+    "sampler_manager_host_port",
 })
 _LOCAL_AGENT_KEYS = frozenset({"reporting_host", "reporting_port", "sampling_port",
-                               "reporting_protocol"})
+                               "reporting_protocol", "enabled"})
 _SAMPLER_TYPES = ("const", "probabilistic", "ratelimiting", "rate_limiting", "remote")
 _PROTOCOLS = ("compact", "binary")
 # Header-name keys jaeger-client allowed to change; ours are fixed by the wire formats.
@@ -235,9 +236,13 @@ def resolve_settings(config: Optional[Mapping[str, Any]], service_name: Optional
         raise ValueError("service_name is required (argument, config key 'service_name' or "
                          "JAEGER_SERVICE_NAME)")
     name = _non_empty_str(name)
-    disabled = r.get("disabled", _boolean, False)
-    if "enabled" in config and not _boolean(config["enabled"]):
-        disabled = True
+    if "enabled" in config and "disabled" not in config:
+        try:
+            disabled = not _boolean(config["enabled"])
+        except ValueError as exc:
+            raise ValueError("config key 'enabled': %s" % exc) from None
+    else:
+        disabled = r.get("disabled", _boolean, False)
 
     tags = dict(r.from_env("tags") or {})
     if config.get("tags") is not None:
@@ -301,24 +306,37 @@ def resolve_settings(config: Optional[Mapping[str, Any]], service_name: Optional
     if bool(settings.user) != bool(settings.password):
         raise ValueError("config keys 'user' and 'password' (JAEGER_USER/JAEGER_PASSWORD) must "
                          "be set together")
+    if settings.reporter_batch_size > settings.reporter_queue_size:
+        raise ValueError("config key 'reporter_batch_size': must not exceed "
+                         "'reporter_queue_size' (%d > %d)"
+                         % (settings.reporter_batch_size, settings.reporter_queue_size))
     # Checked here so a bad param fails at start-up, naming the key.
     try:
         _build_sampler(settings, None)
     except ValueError as exc:
-        raise ValueError("config key 'sampler.param': %s" % exc) from None
+        if r.explicit("sampler.param") is not None:
+            raise ValueError("config key 'sampler.param': %s" % exc) from None
+        logger.warning("opentracing_sls: ignoring JAEGER_SAMPLER_PARAM (%s); using the "
+                       "default for sampler type %r", exc, settings.sampler_type)
+        settings = dataclasses.replace(settings, sampler_param=None)
     return settings
 
 
 def _sampler_param(value: Any) -> float:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return float(env.parse_bool(value))
     if isinstance(value, bool):
         return float(value)
-    return float(value)
+    number = float(value)
+    if number != number:
+        raise ValueError("must be a number, not NaN")
+    return number
 
 
 def _packet_size(value: Any) -> int:
     number = _positive_int(value)
-    if not 512 <= number <= MAX_UDP_PACKET_SIZE:
-        raise ValueError("must be between 512 and %d bytes" % MAX_UDP_PACKET_SIZE)
+    if not 1024 <= number <= MAX_UDP_PACKET_SIZE:
+        raise ValueError("must be between 1024 and %d bytes" % MAX_UDP_PACKET_SIZE)
     return number
 
 
@@ -400,17 +418,25 @@ class Config:
     def tags(self) -> Dict[str, Any]:
         return dict(self.settings.tags)
 
-    def new_tracer(self) -> opentracing.Tracer:
-        """A new tracer (the no-op tracer when disabled). Does not set the global tracer."""
+    def new_tracer(self, io_loop: Any = None) -> opentracing.Tracer:
+        """A new tracer (the no-op tracer when disabled). Does not set the global tracer.
+
+        ``io_loop`` is accepted for jaeger-client compatibility and ignored: the reporter
+        runs on its own thread, not on a Tornado loop.
+        """
         if self.settings.disabled:
             return opentracing.Tracer()
         metrics = Metrics()
         return self.create_tracer(_build_reporter(self.settings, metrics),
-                                  _build_sampler(self.settings, metrics), metrics)
+                                  _build_sampler(self.settings, metrics), metrics=metrics)
 
-    def create_tracer(self, reporter: Any, sampler: Any, metrics: Optional[Metrics] = None
-                      ) -> opentracing.Tracer:
-        """A tracer from these settings with the given reporter and sampler."""
+    def create_tracer(self, reporter: Any, sampler: Any, throttler: Any = None,
+                      metrics: Optional[Metrics] = None) -> opentracing.Tracer:
+        """A tracer from these settings with the given reporter and sampler.
+
+        ``throttler`` is accepted for jaeger-client compatibility and ignored (debug spans
+        are always allowed; the stock agent serves no ``/credits`` endpoint).
+        """
         from .tracer import Tracer
 
         s = self.settings
@@ -421,7 +447,7 @@ class Config:
                       generate_128bit_trace_id=s.generate_128bit_trace_id,
                       metrics=metrics or getattr(reporter, "metrics", None))
 
-    def initialize_tracer(self) -> opentracing.Tracer:
+    def initialize_tracer(self, io_loop: Any = None) -> opentracing.Tracer:
         """Creates the process's tracer once and installs it as ``opentracing.global_tracer()``.
 
         A second call logs a warning and returns the tracer already installed (jaeger-client

@@ -121,7 +121,8 @@ ENV_VARS: Tuple[EnvVar, ...] = (
            "Largest UDP datagram; lower it where the OS limit is smaller (macOS: 9216)."),
     EnvVar("JAEGER_SAMPLER_TYPE", "sampler.type", parse_str, "remote",
            "`const`, `probabilistic`, `ratelimiting` or `remote`."),
-    EnvVar("JAEGER_SAMPLER_PARAM", "sampler.param", parse_float, "0.001 (remote: initial)",
+    EnvVar("JAEGER_SAMPLER_PARAM", "sampler.param", parse_str,
+           "const: 1, probabilistic: 0.001, ratelimiting: 1, remote: 0.001 (initial)",
            "Sampler parameter: 0/1, a probability, traces per second, or the initial "
            "probability of the remote sampler."),
     EnvVar("JAEGER_SAMPLING_ENDPOINT", "sampling_endpoint", parse_str,

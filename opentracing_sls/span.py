@@ -189,7 +189,8 @@ class Span(opentracing.Span):
                 already = self._finished
                 self._finished = True
         if already:
-            self._tracer._internal_error("finish() called twice on span %r" % self.operation_name)
+            self._tracer._internal_error(
+                "finish", "finish() called twice on span %r; ignored" % self.operation_name)
             return
         self._tracer._finish_span(self, end)
 

@@ -256,14 +256,21 @@ class Tracer(opentracing.Tracer):
         return text if len(text) <= self.max_tag_value_length \
             else text[:self.max_tag_value_length]
 
-    def _internal_error(self, what: str) -> None:
-        """Counts an internal error and logs it, the first time and then once a minute per kind."""
+    def _internal_error(self, what: str, detail: str = "") -> None:
+        """Counts an internal error and logs it, the first time and then once a minute per kind.
+
+        Called from ``except`` blocks (the traceback is logged) and for API misuse such as a
+        second ``finish()`` (``detail`` says what happened; there is no traceback).
+        """
         self._errors()
         now = time.monotonic()
         last = self._last_error_log.get(what)
         if last is None or now - last >= _ERROR_LOG_INTERVAL:
             self._last_error_log[what] = now
-            logger.warning("opentracing_sls: internal error in %s", what, exc_info=True)
+            if detail:
+                logger.warning("opentracing_sls: %s", detail)
+            else:
+                logger.warning("opentracing_sls: internal error in %s", what, exc_info=True)
 
     # -- propagation ---------------------------------------------------------------------------
 

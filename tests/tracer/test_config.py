@@ -234,3 +234,66 @@ def test_every_env_var_is_documented_and_maps_to_a_key():
                      "JAEGER_PROPAGATION", "JAEGER_DISABLED"):
         assert required in names
     resolve_settings({}, "svc", environ={})  # defaults resolve without the environment
+
+
+def test_bad_sampler_param_from_env_warns_and_falls_back(monkeypatch, caplog):
+    monkeypatch.setenv("JAEGER_SAMPLER_TYPE", "probabilistic")
+    monkeypatch.setenv("JAEGER_SAMPLER_PARAM", "5")
+    with caplog.at_level(logging.WARNING):
+        s = Config(service_name="svc").settings
+    assert s.sampler_type == "probabilistic" and s.sampler_param is None
+    assert "JAEGER_SAMPLER_PARAM" in caplog.text
+    tracer = Config(service_name="svc").new_tracer()
+    assert tracer.sampler.rate == 0.001
+    tracer.close(timeout=1)
+
+
+@pytest.mark.parametrize("param,decision", [("true", True), ("false", False), (1, True),
+                                            (0, False), ("1", True)])
+def test_const_param_forms(param, decision):
+    tracer = Config({"sampler": {"type": "const", "param": param}},
+                    service_name="svc").new_tracer()
+    assert tracer.sampler.decision is decision
+    tracer.close(timeout=1)
+
+
+def test_batch_size_above_queue_size_names_the_key():
+    with pytest.raises(ValueError, match="reporter_batch_size"):
+        Config({"reporter_batch_size": 50, "reporter_queue_size": 10}, service_name="svc")
+
+
+def test_explicit_enabled_beats_jaeger_disabled(monkeypatch):
+    monkeypatch.setenv("JAEGER_DISABLED", "true")
+    tracer = Config({"enabled": True, "sampler": {"type": "const", "param": 1}},
+                    service_name="svc").new_tracer()
+    assert isinstance(tracer, Tracer)
+    tracer.close(timeout=1)
+
+
+def test_jaeger_client_call_shapes_are_accepted():
+    config = Config({"local_agent": {"enabled": True}, "sampler": {"type": "const", "param": 1}},
+                    service_name="svc", validate=True)
+    tracer = config.new_tracer(io_loop=None)
+    other = config.create_tracer(tracer.reporter, tracer.sampler, throttler=None)
+    assert isinstance(other, Tracer)
+    tracer.close(timeout=1)
+
+
+def test_packet_size_range_matches_the_sender():
+    with pytest.raises(ValueError, match="reporter_max_packet_size"):
+        Config({"reporter_max_packet_size": 800}, service_name="svc")
+    tracer = Config({"reporter_max_packet_size": 1024, "sampler": {"type": "const", "param": 1}},
+                    service_name="svc").new_tracer()
+    tracer.close(timeout=1)
+
+
+def test_finish_twice_is_logged_without_a_fake_traceback(caplog):
+    from opentracing_sls.testing import make_test_tracer
+
+    tracer = make_test_tracer()
+    span = tracer.start_span("op")
+    span.finish()
+    with caplog.at_level(logging.WARNING):
+        span.finish()
+    assert "NoneType: None" not in caplog.text
+    assert "finish() called twice on span 'op'" in caplog.text
