@@ -10,15 +10,17 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from opentracing import ScopeManager
 
+from ..ids import new_id
+from ..record import SpanRecord
 from ..reporting import InMemoryReporter
 from ..sampling import ConstSampler, Sampler
 from ..tracer import Tracer
 
-__all__ = ["InMemoryReporter", "make_test_tracer"]
+__all__ = ["InMemoryReporter", "make_span_record", "make_test_tracer"]
 
 
 def make_test_tracer(service_name: str = "test-service", sampler: Optional[Sampler] = None,
@@ -30,3 +32,25 @@ def make_test_tracer(service_name: str = "test-service", sampler: Optional[Sampl
     """
     return Tracer(service_name, InMemoryReporter(), sampler or ConstSampler(True),
                   scope_manager=scope_manager, **kwargs)
+
+
+def make_span_record(i: int = 0, **fields: Any) -> SpanRecord:
+    """A finished, sampled span record with fresh ids, for testing reporters and encoders.
+
+    ``i`` numbers the operation name (``op-<i>``), start time and duration; keyword
+    arguments override any :class:`~opentracing_sls.SpanRecord` field.
+    """
+    values: Dict[str, Any] = dict(
+        trace_id=new_id(),
+        span_id=new_id(),
+        parent_id=0,
+        operation_name="op-%d" % i,
+        flags=1,
+        start_time=1_700_000_000_000_000 + i,
+        duration=100 + i,
+        tags={"i": i},
+        logs=[],
+        references=[],
+    )
+    values.update(fields)
+    return SpanRecord(**values)

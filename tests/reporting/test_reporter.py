@@ -26,11 +26,11 @@ from thrift.Thrift import TType
 from thrift.transport import TTransport
 
 from opentracing_sls.constants import CLIENT_UUID_TAG_KEY, MAX_UDP_PACKET_SIZE
-from opentracing_sls.ids import new_id
 from opentracing_sls.metrics import Metrics
 from opentracing_sls.record import CHILD_OF, FOLLOWS_FROM, SpanRecord
 from opentracing_sls.reporting import Reporter, UdpSender
 from opentracing_sls.reporting.encoding import get_encoder
+from opentracing_sls.testing import make_span_record as make_record
 
 MASK_64 = (1 << 64) - 1
 PROTOCOLS = {
@@ -159,23 +159,6 @@ def read_batch_extras(iprot: Any) -> Tuple[Optional[int], Optional[Tuple[int, ..
         iprot.readFieldEnd()
     iprot.readStructEnd()
     return seq_no, stats
-
-
-def make_record(i: int = 0, **fields: Any) -> SpanRecord:
-    values: Dict[str, Any] = dict(
-        trace_id=new_id(),
-        span_id=new_id(),
-        parent_id=0,
-        operation_name=f"op-{i}",
-        flags=1,
-        start_time=1_700_000_000_000_000 + i,
-        duration=100 + i,
-        tags={"i": i},
-        logs=[],
-        references=[],
-    )
-    values.update(fields)
-    return SpanRecord(**values)
 
 
 def all_spans(batches: List[DecodedBatch]) -> List[Any]:

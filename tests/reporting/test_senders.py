@@ -20,30 +20,12 @@ from thrift.Thrift import TType
 from thrift.transport import TTransport
 
 from opentracing_sls.constants import CLIENT_UUID_TAG_KEY
-from opentracing_sls.ids import new_id
-from opentracing_sls.record import SpanRecord
 from opentracing_sls.reporting import HttpSender, Reporter, UdpSender
 from opentracing_sls.reporting import senders as senders_module
 from opentracing_sls.reporting.senders import THRIFT_BINARY_CONTENT_TYPE
+from opentracing_sls.testing import make_span_record as make_record
 
 MASK_64 = (1 << 64) - 1
-
-
-def make_record(i: int = 0, **fields: Any) -> SpanRecord:
-    values: Dict[str, Any] = dict(
-        trace_id=new_id(),
-        span_id=new_id(),
-        parent_id=0,
-        operation_name=f"op-{i}",
-        flags=1,
-        start_time=1_700_000_000_000_000 + i,
-        duration=100 + i,
-        tags={"i": i},
-        logs=[],
-        references=[],
-    )
-    values.update(fields)
-    return SpanRecord(**values)
 
 
 def decode_batch(body: bytes) -> Tuple[Any, Optional[int], Optional[Tuple[int, ...]]]:
