@@ -91,6 +91,11 @@ class Subject:
         """The reporter's queue and batching settings, for the tables."""
         return ""
 
+    def payloads(self) -> Tuple[int, int]:
+        """(payloads, bytes) the sink has received from this tracer so far."""
+        snap = self.sink.snapshot()
+        return snap["payloads"].get(self.service, 0), snap["bytes"].get(self.service, 0)
+
     def warm_up(self, n: int, timeout: float = 10.0) -> None:
         """Makes ``n`` warm-up spans under a parent and waits until the sink has them."""
         with self.parent():
@@ -437,14 +442,20 @@ class OTel(Subject):
 SUBJECTS = (Ours, Jaeger, OTel)
 
 
+def make_subject(cls: Any, sinks: Sinks, prefix: str, sampled: bool = True,
+                 queue_size: Optional[int] = None) -> Subject:
+    """A subject of class ``cls``, with its own service name so the sinks count apart."""
+    sink = sinks.otel if cls is OTel else sinks.udp
+    return cls(sink, "%s-%s" % (prefix, cls.key), sampled, queue_size)
+
+
 def make_subjects(sinks: Sinks, prefix: str, sampled: bool = True,
                   queue_size: Optional[int] = None) -> List[Subject]:
-    """One subject per tracer, each with its own service name so the sinks count apart."""
+    """One subject per tracer: ours, jaeger-client, OpenTelemetry."""
     made: List[Subject] = []
     try:
         for cls in SUBJECTS:
-            sink = sinks.otel if cls is OTel else sinks.udp
-            made.append(cls(sink, "%s-%s" % (prefix, cls.key), sampled, queue_size))
+            made.append(make_subject(cls, sinks, prefix, sampled, queue_size))
     except BaseException:
         close_all(made)
         raise
