@@ -179,20 +179,28 @@ class Span(opentracing.Span):
 
     def finish(self, finish_time: Optional[float] = None) -> None:
         """Ends the span; a second call logs a warning and does nothing."""
-        end = _now() if finish_time is None else finish_time
         lock = self._lock
         if lock is _NO_LOCK:
+            # Unsampled (and never turned on by sampling.priority): nothing to report, no
+            # clock to read.
+            if self._finished:
+                self._warn_finished_twice()
+                return
+            self._finished = True
+            self._tracer._finished_count()
+            return
+        end = _now() if finish_time is None else finish_time
+        with lock:
             already = self._finished
             self._finished = True
-        else:
-            with lock:
-                already = self._finished
-                self._finished = True
         if already:
-            self._tracer._internal_error(
-                "finish", "finish() called twice on span %r; ignored" % self.operation_name)
+            self._warn_finished_twice()
             return
         self._tracer._finish_span(self, end)
+
+    def _warn_finished_twice(self) -> None:
+        self._tracer._internal_error(
+            "finish", "finish() called twice on span %r; ignored" % self.operation_name)
 
     def to_record(self, finish_time: float) -> SpanRecord:
         """The immutable record of this (finished) span."""
