@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--service-name", default=None,
                        help="service name (default: JAEGER_SERVICE_NAME)")
     check.set_defaults(func=_cmd_check)
+    from .shim.main import add_shim_parser
+
+    add_shim_parser(sub)
     return parser
 
 
