@@ -116,11 +116,6 @@ def ensure_schema(conn: sqlite3.Connection, path: str, *, create: bool) -> None:
             version, app_id = _versions(conn)
             problem = _check(conn, version, app_id, path, create)
             if problem is None and version == 0:
-                import os as _os  # TEMP experiment
-                if _os.environ.get("STORE_PAGE_SIZE"):
-                    conn.execute("COMMIT")
-                    conn.execute("PRAGMA page_size = %d" % int(_os.environ["STORE_PAGE_SIZE"]))
-                    conn.execute("BEGIN IMMEDIATE")
                 for statement in _statements(SCHEMA):
                     conn.execute(statement)
                 conn.execute("PRAGMA application_id = %d" % APPLICATION_ID)

@@ -38,10 +38,6 @@ import time
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from jaeger_client.thrift_gen.agent import Agent as JcAgent
-from opentracing_sls.shim.thrift_decode import (
-    decode_emit_batch_binary,
-    decode_emit_batch_compact,
-)
 from thrift.protocol import TBinaryProtocol, TCompactProtocol
 from thrift.transport import TTransport
 from thriftpy2.protocol import TCyBinaryProtocol
@@ -52,6 +48,10 @@ from thriftpy2.transport.memory import TMemoryBuffer
 from opentracing_sls.record import SpanRecord
 from opentracing_sls.reporting.encoding import get_encoder
 from opentracing_sls.reporting.idl import agent
+from opentracing_sls.shim.thrift_decode import (
+    decode_emit_batch_binary,
+    decode_emit_batch_compact,
+)
 
 TARGET_SPANS_PER_S = 150_000
 SPANS_PER_DATAGRAM = 100

@@ -7,6 +7,7 @@ import socket
 from typing import Dict, Iterator, List
 
 import pytest
+
 from opentracing_sls.shim.config import resolve
 from opentracing_sls.shim.server import Shim
 

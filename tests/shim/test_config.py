@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from opentracing_sls.shim.config import KEYS, ConfigError, resolve
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from opentracing_sls.shim.sampling import Strategies, StrategyError, answer
 
 from opentracing_sls.sampling import parse_strategy
+from opentracing_sls.shim.sampling import Strategies, StrategyError, answer
 
 DOCUMENT = {
     "default_strategy": {"type": "probabilistic", "param": 0.25},

@@ -11,10 +11,10 @@ import urllib.request
 
 import opentracing
 import pytest
-from opentracing_sls.shim.model import BOOL, DOUBLE, LONG, STRING, span_kind
-from opentracing_sls.shim.store import LocalStore
 
 from opentracing_sls import Config
+from opentracing_sls.shim.model import BOOL, DOUBLE, LONG, STRING, span_kind
+from opentracing_sls.shim.store import LocalStore
 
 
 def wait_for(predicate, timeout=10.0):

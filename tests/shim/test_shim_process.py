@@ -10,14 +10,14 @@ import sys
 import time
 import urllib.request
 
-from opentracing_sls.shim.config import resolve
-from opentracing_sls.shim.server import Shim
-from opentracing_sls.shim.store import LocalStore
 from thriftpy2.protocol import TCompactProtocol
 from thriftpy2.transport import TMemoryBuffer
 
 from opentracing_sls import Config
 from opentracing_sls.reporting.idl import agent
+from opentracing_sls.shim.config import resolve
+from opentracing_sls.shim.server import Shim
+from opentracing_sls.shim.store import LocalStore
 
 SHIM = [sys.executable, "-m", "opentracing_sls.cli", "shim"]
 

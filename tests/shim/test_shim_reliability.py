@@ -10,9 +10,8 @@ import time
 import urllib.error
 import urllib.request
 
-from opentracing_sls.shim.store import LocalStore
-
 from opentracing_sls.reporting.encoding import get_encoder
+from opentracing_sls.shim.store import LocalStore
 from opentracing_sls.testing import make_span_record
 
 BAD_DATAGRAMS = 100_000

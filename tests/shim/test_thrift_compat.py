@@ -7,6 +7,16 @@ import struct
 
 import pytest
 import thriftpy2
+from thriftpy2.protocol import TCyBinaryProtocol
+from thriftpy2.protocol.binary import TBinaryProtocol as Tp2Binary
+from thriftpy2.protocol.compact import TCompactProtocol as Tp2Compact
+from thriftpy2.thrift import TMessageType
+from thriftpy2.transport import TCyMemoryBuffer
+from thriftpy2.transport.memory import TMemoryBuffer
+
+from opentracing_sls.record import SpanRecord
+from opentracing_sls.reporting._varint import varint
+from opentracing_sls.reporting.encoding import get_encoder
 from opentracing_sls.shim.model import (
     BOOL,
     DOUBLE,
@@ -27,16 +37,6 @@ from opentracing_sls.shim.thrift_decode import (
     decode_emit_batch_compact,
     decode_emit_batch_compact_with_info,
 )
-from thriftpy2.protocol import TCyBinaryProtocol
-from thriftpy2.protocol.binary import TBinaryProtocol as Tp2Binary
-from thriftpy2.protocol.compact import TCompactProtocol as Tp2Compact
-from thriftpy2.thrift import TMessageType
-from thriftpy2.transport import TCyMemoryBuffer
-from thriftpy2.transport.memory import TMemoryBuffer
-
-from opentracing_sls.record import SpanRecord
-from opentracing_sls.reporting._varint import varint
-from opentracing_sls.reporting.encoding import get_encoder
 
 M64 = (1 << 64) - 1
 NOW_US = 1_700_000_000_123_456

@@ -12,6 +12,11 @@ from jaeger_client.reporter import InMemoryReporter
 from jaeger_client.thrift_gen.agent import Agent
 from jaeger_client.thrift_gen.jaeger import ttypes
 from opentracing import follows_from
+from thrift.protocol import TBinaryProtocol, TCompactProtocol
+from thrift.transport import TTransport
+
+from opentracing_sls.record import CHILD_OF, FOLLOWS_FROM, SpanRecord
+from opentracing_sls.reporting.encoding import get_encoder
 from opentracing_sls.shim import thrift_binary, thrift_compact
 from opentracing_sls.shim.model import (
     BINARY,
@@ -37,11 +42,6 @@ from opentracing_sls.shim.thrift_decode import (
     decode_emit_batch_compact,
     decode_emit_batch_compact_with_info,
 )
-from thrift.protocol import TBinaryProtocol, TCompactProtocol
-from thrift.transport import TTransport
-
-from opentracing_sls.record import CHILD_OF, FOLLOWS_FROM, SpanRecord
-from opentracing_sls.reporting.encoding import get_encoder
 
 M64 = (1 << 64) - 1
 NOW_US = 1_700_000_000_123_456

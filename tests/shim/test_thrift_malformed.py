@@ -8,6 +8,10 @@ import struct
 import time
 
 import pytest
+
+from opentracing_sls.record import CHILD_OF, FOLLOWS_FROM, SpanRecord
+from opentracing_sls.reporting._varint import varint
+from opentracing_sls.reporting.encoding import get_encoder
 from opentracing_sls.shim.model import DecodeError, Process, Span
 from opentracing_sls.shim.thrift_decode import (
     decode_batch_binary,
@@ -15,10 +19,6 @@ from opentracing_sls.shim.thrift_decode import (
     decode_emit_batch_binary,
     decode_emit_batch_compact,
 )
-
-from opentracing_sls.record import CHILD_OF, FOLLOWS_FROM, SpanRecord
-from opentracing_sls.reporting._varint import varint
-from opentracing_sls.reporting.encoding import get_encoder
 
 NOW_US = 1_700_000_000_123_456
 M64 = (1 << 64) - 1

@@ -9,6 +9,7 @@ import random
 from typing import Any, Callable, List
 
 import pytest
+
 from opentracing_sls.shim.model import (
     BINARY,
     BOOL,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List
 
 import pytest
+
 from opentracing_sls.shim.model import BOOL, LONG, STRING, Log, Span, Tag, span_kind
 from opentracing_sls.shim.zipkin import (
     decode_zipkin_v1_json,

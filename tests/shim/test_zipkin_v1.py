@@ -6,6 +6,7 @@ import json
 from typing import Any, Dict, List
 
 import pytest
+
 from opentracing_sls.shim.model import (
     BINARY,
     BOOL,
