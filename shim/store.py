@@ -2,14 +2,14 @@
 
 One writer connection (the sink's worker thread writes batches through it) and a small pool
 of read connections; the file is in WAL mode, so searches run while batches commit. The
-schema is in ``store_schema``, the value encoding in ``store_codec``, the write path in
-``store_write`` and the queries in ``store_read``.
+schema and the reasons for it are in ``store_schema``, the value encoding in ``store_codec``,
+the write path (and how re-delivered spans are recognised) in ``store_write``, the queries in
+``store_read``.
 
-Idempotency: a span is identified by (trace id, span id, service, span kind). Delivery upstream
-is at-least-once, so a re-delivered span is skipped (the first copy wins). Service and kind are
-part of the key because Zipkin's shared spans give the client and the server side of one call
-the same span id (and Jaeger's Zipkin v1 mapping splits a ``cs``+``sr`` span into two spans with
-one id): both sides are kept.
+A span is identified by (trace id, span id, service, span kind). Service and kind are part of
+the key because Zipkin's shared spans give the client and the server side of one call the same
+span id (the Zipkin receivers give the server side its own id, but other producers may not):
+both sides are kept.
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ class LocalStore:
     def write_spans(self, spans: Sequence[Span]) -> int:
         """Store a batch in one transaction; the number of spans newly stored.
 
-        Spans already stored (same trace id, span id, service and kind) are skipped; malformed
-        spans (ids or times out of range, unserializable tag values) are dropped. Both are
-        counted in ``duplicates`` and ``rejected``.
+        A re-delivered span (same trace id, span id, service and kind as one of the last
+        100 000 or more spans written) is skipped; malformed spans (ids or times out of range,
+        unserializable tag values) are dropped. Both are counted, in ``duplicates`` and
+        ``rejected``.
         """
         self._check_open()
         return self._writer.write(spans)
@@ -80,8 +81,8 @@ class LocalStore:
     def delete_before(self, start_us: int) -> int:
         """Retention: delete the spans that started before ``start_us``; the number deleted.
 
-        Cost grows with the whole tag table (it is ordered for searches, not by time): run it
-        rarely, e.g. hourly. Services, operations and processes are kept.
+        Costs about as much per span as writing it. Services, operations and processes are
+        kept.
         """
         self._check_open()
         return self._writer.delete_before(start_us)
@@ -135,7 +136,8 @@ class LocalStore:
             return self._reader.dependencies(conn, end_us, lookback_us)
 
     def span_count(self) -> int:
-        """The number of stored spans."""
+        """The number of stored span rows (a span re-delivered long after it was first
+        written is stored, and counted, twice)."""
         with self._reading() as conn:
             return conn.execute("SELECT count(*) FROM spans").fetchone()[0]
 

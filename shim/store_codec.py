@@ -12,11 +12,12 @@
 - Search strings: tag values compared as strings, formatted like Jaeger's ``KeyValue.AsString``
   (bool ``true``/``false``, int64 in decimal, float64 as Go's ``%.10g``, binary as hex).
 - Index terms (``span_terms``), only [0-9a-z] so FTS5's ``ascii`` tokenizer keeps each whole:
-  ``s<service id>`` for the service, ``h<hour>`` and ``d<day>`` (fixed-width hex, since the
-  epoch, UTC) for the start time, ``s<service id>o<op>`` for the operation and
-  ``s<service id>k<key>v<value>`` for a tag. Names and values are the hex of their UTF-8, or
-  ``z`` + an 80-bit BLAKE2b digest when longer than 40 bytes (terms stay short; a false match
-  would need a hash collision).
+  ``r<32 hex>`` for the trace id, ``h<hour>`` and ``s<service id>h<hour>`` for the start hour
+  (8 hex digits, hours since the epoch; earlier starts count as hour 0), ``p<process id>`` for
+  the process, ``s<service id>o<op>`` for the operation and ``s<service id>k<key>v<value>``
+  for a span tag or log field. Names and values are the hex
+  of their UTF-8, or ``z`` + an 80-bit BLAKE2b digest when longer than 40 bytes (terms stay
+  short; a false match would need a hash collision).
 """
 
 from __future__ import annotations
@@ -155,26 +156,36 @@ def decode_process(service: str, tags: str) -> Process:
 
 
 HOUR_US = 3_600_000_000
-DAY_US = 24 * HOUR_US
 
 
-def service_term(service_id: int) -> str:
-    return "s%x" % service_id
+def trace_term(trace_id: int) -> str:
+    """The term of every span of the trace (the writer builds it as ``"r" + key.hex()``)."""
+    return "r%032x" % trace_id
+
+
+def hour_of(start_us: int) -> int:
+    """The hour bucket of a start time (hours since the epoch; 0 for earlier times)."""
+    return start_us // HOUR_US if start_us > 0 else 0
+
+
+def process_term(process_id: int) -> str:
+    """The term of every span of the process (``processes.id``)."""
+    return "p%x" % process_id
 
 
 def hour_term(hour: int) -> str:
-    """The term of the hour ``hour`` (hours since the epoch; earlier times count as 0)."""
-    return "h%08x" % max(hour, 0)
+    """The term of every span that started in ``hour``."""
+    return "h%08x" % hour
 
 
-def day_term(day: int) -> str:
-    return "d%06x" % max(day, 0)
+def service_hour_term(service_id: int, hour: int) -> str:
+    """The term of the service's spans that started in ``hour``."""
+    return "s%xh%08x" % (service_id, hour)
 
 
-def span_time_terms(service_id: int, start_us: int) -> str:
-    """The service, hour and day terms of a span of the service that started at ``start_us``."""
-    return "s%x h%08x d%06x" % (service_id, max(start_us, 0) // HOUR_US,
-                                max(start_us, 0) // DAY_US)
+def span_time_terms(service_id: int, hour: int) -> str:
+    """Both hour terms of a span of the service."""
+    return "h%08x s%xh%08x" % (hour, service_id, hour)
 
 
 def term_part(text: str) -> str:
@@ -185,9 +196,14 @@ def term_part(text: str) -> str:
     return "z" + hashlib.blake2b(raw, digest_size=10).hexdigest()
 
 
+def tag_term_prefix(service_id: int, key: str) -> str:
+    """The start of the index terms of tag ``key`` on spans of the service."""
+    return "s%xk%sv" % (service_id, term_part(key))
+
+
 def tag_term(service_id: int, key: str, text: str) -> str:
     """The index term of tag ``key`` with search string ``text`` on a span of the service."""
-    return "s%xk%sv%s" % (service_id, term_part(key), term_part(text))
+    return tag_term_prefix(service_id, key) + term_part(text)
 
 
 def operation_term(service_id: int, operation: str) -> str:

@@ -7,33 +7,40 @@ wait for the writer (WAL) and never share a connection between threads.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import (
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from .model import Process, Span
 from .store_codec import (
-    DAY_US,
-    HOUR_US,
-    day_term,
     decode_body,
     decode_process,
+    hour_of,
     hour_term,
     operation_term,
-    service_term,
+    process_term,
+    search_string,
+    service_hour_term,
     tag_term,
     trace_id_of,
-    trace_key,
+    trace_term,
     unsigned64,
 )
 
 _CHUNK = 500
-_SPAN_COLUMNS = ("trace_id, span_id, parent_id, process_id, operation, flags, start_time, "
-                 "duration, body")
-#: Windows up to this many hours are matched by hour terms, longer ones by day terms (plus
-#: the hours of the partial days at both ends).
-_MAX_HOUR_TERMS = 48
-#: Longer windows are not narrowed by the index (the rows' start times still filter).
-_MAX_DAY_TERMS = 800
+_SPAN_COLUMNS = ("s.trace_id, s.span_id, s.parent_id, s.process_id, s.operation, s.flags, "
+                 "s.start_time, s.duration, s.body, s.service_id, s.kind, s.id")
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,14 @@ def _query_string(value: object) -> str:
 
 
 class SpanReader:
-    """Builds model spans from rows; caches processes, which never change once written."""
+    """Builds model spans from rows and runs the searches (any thread; state is a cache)."""
 
     def __init__(self) -> None:
+        # Processes never change once written, and their ids ascend: load each once.
+        self._lock = threading.Lock()
         self._processes: Dict[int, Process] = {}
+        self._tags_by_service: Dict[int, List[Tuple[int, FrozenSet[Tuple[str, str]]]]] = {}
+        self._last_process = 0
 
     def services(self, conn: sqlite3.Connection) -> List[str]:
         return [row[0] for row in conn.execute("SELECT name FROM services ORDER BY name")]
@@ -88,24 +99,31 @@ class SpanReader:
                    trace_ids: Iterable[int]) -> Dict[int, List[Span]]:
         """The spans of each known trace id, in start-time order; unknown ids are left out.
 
-        A trace's spans always come from one chunk's query, so each list is fully ordered.
+        A span stored twice (re-delivered after the writer's dedupe window) is returned once.
         """
-        keys = list(dict.fromkeys(trace_key(trace_id) for trace_id in trace_ids))
+        terms = list(dict.fromkeys(trace_term(trace_id) for trace_id in trace_ids))
         rows: List[tuple] = []
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
+        for start in range(0, len(terms), _CHUNK):
+            match = " OR ".join('"%s"' % term for term in terms[start:start + _CHUNK])
             rows.extend(conn.execute(
-                "SELECT %s FROM spans WHERE trace_id IN (%s) ORDER BY start_time, id"
-                % (_SPAN_COLUMNS, ",".join("?" * len(chunk))), chunk))
+                "SELECT %s FROM span_terms f CROSS JOIN spans s ON s.id = f.rowid "
+                "WHERE span_terms MATCH ?" % _SPAN_COLUMNS, (match,)))
+        # Stored order first, so of two copies of a span the first stored is kept.
+        rows.sort(key=lambda row: (row[6], row[11]))
         self._load_processes(conn, {row[3] for row in rows})
         traces: Dict[int, List[Span]] = {}
+        seen = set()
         for row in rows:
+            key = (row[0], row[1], row[9], row[10])
+            if key in seen:
+                continue
+            seen.add(key)
             span = self._span(row)
             traces.setdefault(span.trace_id, []).append(span)
         return traces
 
     def _span(self, row: tuple) -> Span:
-        trace, span_id, parent_id, process_id, operation, flags, start, duration, body = row
+        trace, span_id, parent_id, process_id, operation, flags, start, duration, body = row[:9]
         trace_id = trace_id_of(trace)
         parent_id = unsigned64(parent_id)
         tags, logs, references = decode_body(body, trace_id, parent_id)
@@ -113,76 +131,96 @@ class SpanReader:
                     tags, logs, references, self._processes[process_id])
 
     def _load_processes(self, conn: sqlite3.Connection, process_ids: Iterable[int]) -> None:
-        missing = [pid for pid in process_ids if pid not in self._processes]
-        for start in range(0, len(missing), _CHUNK):
-            chunk = missing[start:start + _CHUNK]
-            for pid, service, tags in conn.execute(
-                    "SELECT p.id, v.name, p.tags FROM processes p "
-                    "JOIN services v ON v.id = p.service_id WHERE p.id IN (%s)"
-                    % ",".join("?" * len(chunk)), chunk):
-                self._processes[pid] = decode_process(service, tags)
+        if any(pid not in self._processes for pid in process_ids):
+            self._refresh_processes(conn)
+
+    def _refresh_processes(self, conn: sqlite3.Connection) -> None:
+        """Load the processes written since the last call."""
+        with self._lock:
+            for pid, service_id, service, tags in conn.execute(
+                    "SELECT p.id, p.service_id, v.name, p.tags FROM processes p "
+                    "JOIN services v ON v.id = p.service_id WHERE p.id > ? ORDER BY p.id",
+                    (self._last_process,)):
+                process = decode_process(service, tags)
+                self._processes[pid] = process
+                self._tags_by_service.setdefault(service_id, []).append(
+                    (pid, frozenset((key, search_string(tag_type, value))
+                                    for key, tag_type, value in process.tags)))
+                self._last_process = pid
+
+    def processes_with(self, conn: sqlite3.Connection, service_id: int, key: str,
+                       text: str) -> List[int]:
+        """Ids of the service's processes that have the tag ``key`` with search string
+        ``text``."""
+        self._refresh_processes(conn)
+        return [pid for pid, tags in self._tags_by_service.get(service_id, ())
+                if (key, text) in tags]
 
     def find_trace_ids(self, conn: sqlite3.Connection, query: TraceQuery) -> List[int]:
-        """Ids of the matching traces, the trace with the newest matching span first."""
+        """Ids of the matching traces, the trace with the newest matching span first.
+
+        Hour by hour, newest first; within an hour the matching spans come sorted by start
+        time, so the stream is in exact start order and stops at the ``limit``-th trace.
+        """
         if _empty_range(query.start_min_us, query.start_max_us) or _empty_range(
                 query.duration_min_us, query.duration_max_us):
             return []
         row = conn.execute("SELECT id FROM services WHERE name = ?", (query.service,)).fetchone()
         if row is None:
             return []
-        sql, params = plan_find(row[0], query)
-        newest: Dict[bytes, int] = {}
+        service_id = row[0]
+        conditions = match_conditions(service_id, query, lambda key, text: [
+            process_term(pid) for pid in self.processes_with(conn, service_id, key, text)])
+        sql, params = plan_find(service_id, query)
         limit = query.limit if query.limit > 0 else None
-        cursor = conn.execute(sql, params)
-        try:
-            # Newest rows first; stop as soon as enough traces are seen.
-            for trace, start in cursor:
-                if trace not in newest:
-                    newest[trace] = start
-                    if limit is not None and len(newest) >= limit:
-                        break
-                elif start > newest[trace]:
-                    newest[trace] = start
-        finally:
-            cursor.close()
-        # Rows come in arrival order, which is start order only roughly.
-        ordered = sorted(newest.items(), key=lambda item: item[1], reverse=True)
-        return [trace_id_of(trace) for trace, _ in ordered]
+        found: Dict[bytes, None] = {}
+        for hour in hours_in(conn, query.start_min_us, query.start_max_us):
+            params[0] = match_in_hour(conditions, service_id, hour)
+            cursor = conn.execute(sql, params)
+            try:
+                for (trace,) in cursor:
+                    if trace not in found:
+                        found[trace] = None
+                        if limit is not None and len(found) >= limit:
+                            return [trace_id_of(key) for key in found]
+            finally:
+                cursor.close()
+        return [trace_id_of(key) for key in found]
 
     def dependencies(self, conn: sqlite3.Connection, end_us: int,
                      lookback_us: int) -> List[Tuple[str, str, int]]:
-        """(parent service, child service, calls) from spans started in the window.
+        """(parent service, child service, calls) from the spans started in the window.
 
-        An edge is a span whose parent span belongs to another service. Zipkin shared spans
-        can store the client and the server side under one span id; a child whose parent id
-        also names a span of its own service hangs under that local span, so it is no edge.
+        An edge is a span whose parent span (also in the window) belongs to another service.
+        Zipkin shared spans can store the client and the server side under one span id; a
+        child whose parent id also names a span of its own service hangs under that local
+        span, so it is no edge.
         """
         start_us = end_us - lookback_us
         if start_us > end_us:
             return []
-        window = time_match(start_us, end_us)
-        if window is None:
-            source, params = "spans c WHERE", []
-        else:
-            source = ("span_terms f CROSS JOIN spans c ON c.id = f.rowid "
-                      "WHERE span_terms MATCH ? AND")
-            params = [window]
-        sql = (
-            "SELECT ps.name, cs.name, count(DISTINCT c.id) FROM (SELECT c.id, c.trace_id, "
-            "c.parent_id, c.service_id FROM " + source + " c.start_time >= ? AND "
-            "c.start_time <= ? AND c.parent_id != 0) c "
-            # The planner has no statistics: pin the join order and the parent lookups.
-            "CROSS JOIN spans p INDEXED BY spans_by_trace "
-            "ON p.trace_id = c.trace_id AND p.span_id = c.parent_id "
-            "JOIN services ps ON ps.id = p.service_id "
-            "JOIN services cs ON cs.id = c.service_id "
-            "WHERE p.service_id != c.service_id "
-            "AND NOT EXISTS (SELECT 1 FROM spans q INDEXED BY spans_by_trace "
-            "WHERE q.trace_id = c.trace_id AND q.span_id = c.parent_id "
-            "AND q.service_id = c.service_id) "
-            "GROUP BY ps.name, cs.name ORDER BY ps.name, cs.name")
-        return [(parent, child, calls) for parent, child, calls
-                in conn.execute(sql, params + [start_us, end_us])]
+        rows: List[tuple] = []
+        for hour in hours_in(conn, start_us, end_us):
+            rows += conn.execute(
+                "SELECT s.trace_id, s.span_id, s.parent_id, s.service_id FROM span_terms f "
+                "CROSS JOIN spans s ON s.id = f.rowid WHERE span_terms MATCH ? "
+                "AND s.start_time >= ? AND s.start_time <= ?",
+                ('"%s"' % hour_term(hour), start_us, end_us)).fetchall()
+        services_of: Dict[Tuple[bytes, int], Set[int]] = {}
+        for trace, span_id, _, service_id in rows:
+            services_of.setdefault((trace, span_id), set()).add(service_id)
+        calls: Dict[Tuple[int, int], Set[Tuple[bytes, int, int]]] = {}
+        for trace, span_id, parent_id, service_id in rows:
+            parents = services_of.get((trace, parent_id)) if parent_id else None
+            if not parents or service_id in parents:
+                continue
+            for parent_service in parents:
+                # A set of child spans: a span stored twice is one call.
+                calls.setdefault((parent_service, service_id), set()).add(
+                    (trace, span_id, service_id))
+        names = dict(conn.execute("SELECT id, name FROM services"))
+        return sorted((names[parent], names[child], len(children))
+                      for (parent, child), children in calls.items())
 
 
 def _empty_range(low: Optional[int], high: Optional[int]) -> bool:
@@ -190,27 +228,18 @@ def _empty_range(low: Optional[int], high: Optional[int]) -> bool:
 
 
 def plan_find(service_id: int, query: TraceQuery) -> Tuple[str, list]:
-    """The SQL (and parameters) of a trace search: rows ``(trace_id, start_time)``, newest first.
+    """The SQL and parameters of one hour of a trace search: rows ``(trace_id,)``, newest first.
 
-    The FTS5 term index drives: one ``MATCH`` of the tags' and the operation's terms (or the
-    service's, when there are none) AND-ed with the hour/day terms of the window finds the
-    candidate spans, newest row (arrival) first; the exact window and the durations are
-    filtered on the span row.
+    ``params[0]`` is the ``MATCH`` expression, set per hour by ``match_in_hour`` (here: the
+    newest hour of the window, process tags not expanded). FTS5 finds the spans with every
+    term, so the index itself answers "ONE span with all the tags"; the spans rows are read
+    by primary key for the exact window, the durations and the order within the hour.
     """
-    terms = [tag_term(service_id, key, _query_string(value)) for key, value in query.tags.items()]
-    if query.operation is not None:
-        terms.append(operation_term(service_id, query.operation))
-    if not terms:
-        terms.append(service_term(service_id))
-    # Quoted: a term is a phrase of one token.
-    match = " AND ".join('"%s"' % term for term in terms)
-    window = time_match(query.start_min_us, query.start_max_us)
-    if window is not None:
-        match += " AND " + window
     # CROSS JOIN keeps the term index as the outer loop (SQLite never reorders it).
-    sql = ("SELECT s.trace_id, s.start_time FROM span_terms f CROSS JOIN spans s "
-           "ON s.id = f.rowid WHERE span_terms MATCH ? AND s.service_id = ?")
-    params: list = [match, service_id]
+    sql = ("SELECT s.trace_id FROM span_terms f CROSS JOIN spans s ON s.id = f.rowid "
+           "WHERE span_terms MATCH ? AND s.service_id = ?")
+    params: list = [match_in_hour(match_conditions(service_id, query), service_id,
+                                  hour_of(query.start_max_us or 0)), service_id]
     if query.operation is not None:
         # Exact even when a long operation name is indexed by its digest.
         sql += " AND s.operation = ?"
@@ -222,23 +251,45 @@ def plan_find(service_id: int, query: TraceQuery) -> Tuple[str, list]:
         if value is not None:
             sql += condition
             params.append(value)
-    return sql + " ORDER BY f.rowid DESC", params
+    return sql + " ORDER BY s.start_time DESC, s.id DESC", params
 
 
-def time_match(start_min_us: Optional[int], start_max_us: Optional[int]) -> Optional[str]:
-    """An FTS5 expression matching every span that started in the window (and some more of
-    the same hours), or None when the window is open-ended or too long to enumerate."""
-    if start_min_us is None or start_max_us is None or start_max_us < start_min_us:
-        return None
-    low, high = max(start_min_us, 0), max(start_max_us, 0)
-    first_hour, last_hour = low // HOUR_US, high // HOUR_US
-    if last_hour - first_hour < _MAX_HOUR_TERMS:
-        terms = [hour_term(hour) for hour in range(first_hour, last_hour + 1)]
+def match_conditions(service_id: int, query: TraceQuery,
+                     processes_with: Callable[[str, str], List[str]] = lambda key, text: []
+                     ) -> List[str]:
+    """The FTS5 sub-expressions a matching span satisfies, one per tag and the operation.
+
+    A tag matches the span's own tag or log field term, or the term of a process having the
+    tag (``processes_with(key, text)`` gives those terms).
+    """
+    conditions = []
+    for key, value in query.tags.items():
+        text = _query_string(value)
+        # Quoted: each term is a phrase of one token.
+        quoted = ['"%s"' % term for term in [tag_term(service_id, key, text)]
+                  + list(processes_with(key, text))]
+        conditions.append(quoted[0] if len(quoted) == 1 else "(%s)" % " OR ".join(quoted))
+    if query.operation is not None:
+        conditions.append('"%s"' % operation_term(service_id, query.operation))
+    return conditions
+
+
+def match_in_hour(conditions: Sequence[str], service_id: int, hour: int) -> str:
+    """The ``MATCH`` expression of the spans meeting ``conditions`` that started in ``hour``
+    (the service's hour term alone when no condition names the service)."""
+    if conditions:
+        return " AND ".join(list(conditions) + ['"%s"' % hour_term(hour)])
+    return '"%s"' % service_hour_term(service_id, hour)
+
+
+def hours_in(conn: sqlite3.Connection, start_min_us: Optional[int],
+             start_max_us: Optional[int]) -> List[int]:
+    """The hours that have spans within the window (open ends allowed), newest first."""
+    low = hour_of(start_min_us) if start_min_us is not None else 0
+    if start_max_us is None:
+        rows = conn.execute("SELECT hour FROM span_hours WHERE hour >= ? ORDER BY hour DESC",
+                            (low,))
     else:
-        first_day, last_day = low // DAY_US, high // DAY_US
-        if last_day - first_day > _MAX_DAY_TERMS:
-            return None
-        terms = ([hour_term(hour) for hour in range(first_hour, (first_day + 1) * 24)]
-                 + [day_term(day) for day in range(first_day + 1, last_day)]
-                 + [hour_term(hour) for hour in range(last_day * 24, last_hour + 1)])
-    return "(" + " OR ".join('"%s"' % term for term in terms) + ")"
+        rows = conn.execute("SELECT hour FROM span_hours WHERE hour >= ? AND hour <= ? "
+                            "ORDER BY hour DESC", (low, hour_of(start_max_us)))
+    return [row[0] for row in rows]
