@@ -119,7 +119,7 @@ class Key(NamedTuple):
 KEYS: Tuple[Key, ...] = (
     Key("listen.host", ("localhost",), _hosts,
         "addresses to bind, comma-separated; localhost binds 127.0.0.1 and ::1; use 0.0.0.0 "
-        "(or ::) for a DaemonSet"),
+        "for a DaemonSet (:: alone binds the HTTP ports to IPv6 only)"),
     Key("listen.compact_port", 6831, _port, "UDP, Jaeger Thrift compact emitBatch"),
     Key("listen.binary_port", 6832, _port, "UDP, Jaeger Thrift binary emitBatch"),
     Key("listen.http_port", 14268, _port, "HTTP, POST /api/traces with a binary Thrift Batch"),

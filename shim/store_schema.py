@@ -31,7 +31,8 @@ import sqlite3
 from typing import List, Optional, Tuple
 
 #: Bumped on every incompatible layout change; stored in ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+# 2: FTS5 term index with per-hour partitions (version 1 was a pre-release layout).
+SCHEMA_VERSION = 2
 #: ``PRAGMA application_id`` of a span store ("OTSL"), so a foreign SQLite file is refused.
 APPLICATION_ID = 0x4F54534C
 #: How long a connection waits for another connection's lock before "database is locked".
@@ -163,7 +164,8 @@ def _check(conn: sqlite3.Connection, version: int, app_id: int, path: str,
     if version > SCHEMA_VERSION:
         return ("%s has span store schema version %d; this version of opentracing-sls reads "
                 "up to %d: upgrade opentracing-sls" % (path, version, SCHEMA_VERSION))
-    return "%s has unknown span store schema version %d" % (path, version)
+    return ("%s has span store schema version %d, an older layout this version cannot read; "
+            "move the file away to start a new store" % (path, version))
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

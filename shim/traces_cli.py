@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # the store is imported when a command runs, not when the CLI
 #: Environment variable naming the store file when ``--store`` is not given.
 STORE_ENV = "OPENTRACING_SLS_STORE"
 DEFAULT_STORE = "./spans.db"
+#: The shim's own setting for the same file, so one variable configures both.
+SHIM_STORE_ENV = "OPENTRACING_SLS_STORAGE_LOCAL_PATH"
 #: The query API's default search window.
 DEFAULT_LOOKBACK = "48h"
 #: Tags worth a place on a span's line in ``traces get``, in display order.
@@ -68,7 +70,8 @@ def add_traces_parser(subparsers: argparse._SubParsersAction) -> None:
     traces = subparsers.add_parser(
         "traces", help="search and show traces in the local span store",
         description="Search and show traces in the shim's local span store (SQLite).")
-    store_help = ("the span store file (default: $%s, else %s)" % (STORE_ENV, DEFAULT_STORE))
+    store_help = ("the span store file (default: $%s, else the shim's $%s, else %s)"
+                  % (STORE_ENV, SHIM_STORE_ENV, DEFAULT_STORE))
     traces.add_argument("--store", metavar="PATH", help=store_help)
     actions = traces.add_subparsers(dest="traces_action", metavar="ACTION")
     # --store is accepted after the action too; SUPPRESS keeps an absent one from
@@ -108,7 +111,8 @@ def run_traces(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         return 2
     from .store import LocalStore, StoreError
 
-    path = args.store or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    path = (args.store or os.environ.get(STORE_ENV) or os.environ.get(SHIM_STORE_ENV)
+            or DEFAULT_STORE)
     try:
         if action == "get":
             trace_id = _parse_trace_id(args.trace_id)
