@@ -37,6 +37,18 @@ from .model import (
     Span,
     Tag,
 )
+from .thrift_model import (
+    log_of,
+    process_of,
+    reference_of,
+    required,
+    span_of,
+    stats_of,
+    value_tag,
+)
+from .thrift_model import (
+    new as _new,
+)
 
 #: Deepest nesting of unknown structs/containers that is skipped.
 MAX_DEPTH = 32
@@ -57,18 +69,14 @@ _TIMES = struct.Struct(">qBHq").unpack_from
 _LIST_FIELD = struct.Struct(">BHBi").unpack_from
 # Log: timestamp (field 1, i64), then the header of fields (field 2, list<Tag>)
 _LOG_HEAD = struct.Struct(">BHqBHBi").unpack_from
-_new = tuple.__new__
 
 # Bounded caches, as in thrift_compact. Tag prefix -> [code, key, value cache]; bools
 # hold the pair (Tag false, Tag true) instead of the key.
 _KEYS: Dict[bytes, List[Any]] = {}
 _KEYS_LIMIT = 1024
-_VALUES_PER_KEY = 16
-_VALUE_BYTES = 64
 #: (vType, value field header bytes) -> code
 _CANONICAL = {0: (b"\x0b\x00\x03", 0), 1: (b"\x04\x00\x04", 1), 2: (b"\x02\x00\x05", 2),
               3: (b"\x0a\x00\x06", 4), 4: (b"\x0b\x00\x07", 5)}
-_CODE_TYPE = (STRING, DOUBLE, BOOL, BOOL, LONG, BINARY)
 _NAMES: Dict[bytes, str] = {}
 #: ``0b 0005 <len> <operationName> 08 0007 <flags> 0a 0008`` -> (name, flags)
 _HEADS: Dict[bytes, Tuple[str, int]] = {}
@@ -201,12 +209,6 @@ def _read_struct(buf: bytes, pos: int, end: int, spec: _Spec) -> Tuple[Dict[int,
             values[fid], pos = want[1](buf, pos + 3, end)
 
 
-def _required(values: Dict[int, Any], fids: Tuple[int, ...], what: str) -> None:
-    for fid in fids:
-        if fid not in values:
-            raise DecodeError("%s without its required field %d" % (what, fid))
-
-
 def _struct_list(buf: bytes, pos: int, end: int, read: _Reader) -> Tuple[tuple, int]:
     et, n, pos = _list_head(buf, pos, end)
     if n and et != 12:
@@ -249,7 +251,7 @@ _STATS_SPEC: _Spec = {1: (10, _r_i64), 2: (10, _r_i64), 3: (10, _r_i64)}
 def _read_tag(buf: bytes, pos: int, end: int) -> Tuple[Tag, int]:
     start = pos
     v, pos = _read_struct(buf, pos, end, _TAG_SPEC)
-    _required(v, (1, 2), "tag")
+    required(v, (1, 2), "tag")
     _remember_key(buf, start)
     vtype = v[2]
     if 0 <= vtype <= 4:  # a missing value is its type's zero value (as in the Go collector)
@@ -280,45 +282,29 @@ def _remember_key(buf: bytes, pos: int) -> None:
     _KEYS[buf[pos:p + 10]] = entry
 
 
-def _value_tag(entry: List[Any], values: Dict[Any, Tag], raw: Any, value: Any) -> Tag:
-    """A new Tag for ``entry``'s key, cached by its raw value while the key has few."""
-    tag = Tag(entry[1], _CODE_TYPE[entry[0]], value)
-    if len(values) < _VALUES_PER_KEY and len(raw) <= _VALUE_BYTES:
-        values[raw] = tag
-    else:  # a high-cardinality key: stop caching (and looking up) its values
-        entry[2] = None
-    return tag
-
-
 def _read_log(buf: bytes, pos: int, end: int) -> Tuple[Log, int]:
     v, pos = _read_struct(buf, pos, end, _LOG_SPEC)
-    _required(v, (1, 2), "log")
-    return _new(Log, (v[1], v[2])), pos
+    return log_of(v), pos
 
 
 def _read_ref(buf: bytes, pos: int, end: int) -> Tuple[Reference, int]:
     v, pos = _read_struct(buf, pos, end, _REF_SPEC)
-    _required(v, (1, 2, 3, 4), "span reference")
-    return _new(Reference, (v[1], v[3] << 64 | v[2], v[4])), pos
+    return reference_of(v), pos
 
 
 def _read_span(buf: bytes, pos: int, end: int, process: Any) -> Tuple[Span, int]:
     v, pos = _read_struct(buf, pos, end, _SPAN_SPEC)
-    _required(v, (1, 2, 3, 4, 5, 7, 8, 9), "span")
-    return _new(Span, (v[2] << 64 | v[1], v[3], v[4], v[5], v[7], v[8], v[9], v.get(10, ()),
-                       v.get(11, ()), v.get(6, ()), process)), pos
+    return span_of(v, process), pos
 
 
 def _read_process(buf: bytes, pos: int, end: int) -> Tuple[Process, int]:
     v, pos = _read_struct(buf, pos, end, _PROCESS_SPEC)
-    _required(v, (1,), "process")
-    return Process(v[1], v.get(2, ())), pos
+    return process_of(v), pos
 
 
 def _read_stats(buf: bytes, pos: int, end: int) -> Tuple[Tuple[int, int, int], int]:
     v, pos = _read_struct(buf, pos, end, _STATS_SPEC)
-    _required(v, (1, 2, 3), "client stats")
-    return (v[1], v[2], v[3]), pos
+    return stats_of(v), pos
 
 
 # --- the fast path ----------------------------------------------------------------------------
@@ -348,14 +334,14 @@ def _tags(buf: bytes, pos: int, n: int, end: int) -> Tuple[Tuple[Tag, ...], int]
                 elif values is None:
                     tag = _new(Tag, (tag, STRING, raw.decode("utf-8", "replace")))
                 else:
-                    tag = values.get(raw) or _value_tag(e, values, raw,
+                    tag = values.get(raw) or value_tag(e, values, raw,
                                                         raw.decode("utf-8", "replace"))
             elif code == 4:  # LONG: 8 bytes, cached by the bytes
                 raw = buf[p:p + 8]
                 if values is None:
                     tag = _new(Tag, (tag, LONG, _I64(buf, p)[0]))
                 else:
-                    tag = values.get(raw) or _value_tag(e, values, raw, _I64(buf, p)[0])
+                    tag = values.get(raw) or value_tag(e, values, raw, _I64(buf, p)[0])
                 p += 8
             elif code == 2:  # BOOL: one byte, non-zero is true
                 tag = tag[buf[p] != 0]

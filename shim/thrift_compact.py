@@ -43,6 +43,18 @@ from .model import (
     Span,
     Tag,
 )
+from .thrift_model import (
+    log_of,
+    process_of,
+    reference_of,
+    required,
+    span_of,
+    stats_of,
+    value_tag,
+)
+from .thrift_model import (
+    new as _new,
+)
 
 #: Deepest nesting of unknown structs/containers that is skipped.
 MAX_DEPTH = 32
@@ -52,7 +64,6 @@ _U4 = struct.Struct("<4H").unpack_from  # 8 varint bytes as 4 lanes
 _U9 = struct.Struct("<B4H").unpack_from  # a field header + 8 varint bytes
 _U10 = struct.Struct("<B4HB").unpack_from  # ... + the 9th byte
 _D = struct.Struct("<d").unpack_from
-_new = tuple.__new__
 _BAD = 1 << 80
 
 
@@ -82,15 +93,12 @@ _STRUCT_LIST_SIZE = tuple(h >> 4 if h >> 4 < 15 and (h & 0x0F == 0x0C or h >> 4 
 # Bounded caches (cleared when full; losing an entry only costs speed). Tag prefixes:
 # ``18 <len> <key> 15 <vType> <value header>`` -> [code, key, value cache], code from
 # _CANONICAL; bools hold the whole Tag instead of the key. STRING and LONG keys cache up to
-# _VALUES_PER_KEY Tags by value (span.kind, http.method, status codes... repeat); a key
+# VALUES_PER_KEY Tags by value (span.kind, http.method, status codes... repeat); a key
 # with more distinct values (URLs, ids) stops caching: at most ~1024 * 16 small Tags.
 _KEYS: Dict[bytes, List[Any]] = {}
 _KEYS_LIMIT = 1024
-_VALUES_PER_KEY = 16
-_VALUE_BYTES = 64
 #: (vType zigzag byte, value field header) -> code; codes 2/3 are BOOL true/false
 _CANONICAL = {(0, 0x18): 0, (2, 0x27): 1, (4, 0x31): 2, (4, 0x32): 3, (6, 0x46): 4, (8, 0x58): 5}
-_CODE_TYPE = (STRING, DOUBLE, BOOL, BOOL, LONG, BINARY)
 #: operation and service names: raw bytes -> str
 _NAMES: Dict[bytes, str] = {}
 #: ``18 <len> <operationName> 25 <flags> 16`` -> (operation name, flags)
@@ -256,12 +264,6 @@ def _read_struct(buf: bytes, pos: int, end: int, spec: _Spec) -> Tuple[Dict[int,
             values[fid], pos = want[1](buf, pos, end)
 
 
-def _required(values: Dict[int, Any], fids: Tuple[int, ...], what: str) -> None:
-    for fid in fids:
-        if fid not in values:
-            raise DecodeError("%s without its required field %d" % (what, fid))
-
-
 def _struct_list(buf: bytes, pos: int, end: int, read: _Reader) -> Tuple[tuple, int]:
     et, n, pos = _list_head(buf, pos, end)
     if n and et != 12:
@@ -304,7 +306,7 @@ _STATS_SPEC: _Spec = {1: (6, _r_i64), 2: (6, _r_i64), 3: (6, _r_i64)}
 def _read_tag(buf: bytes, pos: int, end: int) -> Tuple[Tag, int]:
     start = pos
     v, pos = _read_struct(buf, pos, end, _TAG_SPEC)
-    _required(v, (1, 2), "tag")
+    required(v, (1, 2), "tag")
     _remember_key(buf, start)
     return _tag_of_fields(v[1], v[2], v.get(v[2] + 3)), pos
 
@@ -338,45 +340,29 @@ def _remember_key(buf: bytes, pos: int) -> None:
     _KEYS[buf[pos:pos + n + 5]] = entry
 
 
-def _value_tag(entry: List[Any], values: Dict[Any, Tag], raw: Any, value: Any) -> Tag:
-    """A new Tag for ``entry``'s key, cached by its raw value while the key has few."""
-    tag = Tag(entry[1], _CODE_TYPE[entry[0]], value)
-    if len(values) < _VALUES_PER_KEY and (type(raw) is int or len(raw) <= _VALUE_BYTES):
-        values[raw] = tag
-    else:  # a high-cardinality key: stop caching (and looking up) its values
-        entry[2] = None
-    return tag
-
-
 def _read_log(buf: bytes, pos: int, end: int) -> Tuple[Log, int]:
     v, pos = _read_struct(buf, pos, end, _LOG_SPEC)
-    _required(v, (1, 2), "log")
-    return _new(Log, (v[1], v[2])), pos
+    return log_of(v), pos
 
 
 def _read_ref(buf: bytes, pos: int, end: int) -> Tuple[Reference, int]:
     v, pos = _read_struct(buf, pos, end, _REF_SPEC)
-    _required(v, (1, 2, 3, 4), "span reference")
-    return _new(Reference, (v[1], v[3] << 64 | v[2], v[4])), pos
+    return reference_of(v), pos
 
 
 def _read_span(buf: bytes, pos: int, end: int, process: Any) -> Tuple[Span, int]:
     v, pos = _read_struct(buf, pos, end, _SPAN_SPEC)
-    _required(v, (1, 2, 3, 4, 5, 7, 8, 9), "span")
-    return _new(Span, (v[2] << 64 | v[1], v[3], v[4], v[5], v[7], v[8], v[9], v.get(10, ()),
-                       v.get(11, ()), v.get(6, ()), process)), pos
+    return span_of(v, process), pos
 
 
 def _read_process(buf: bytes, pos: int, end: int) -> Tuple[Process, int]:
     v, pos = _read_struct(buf, pos, end, _PROCESS_SPEC)
-    _required(v, (1,), "process")
-    return Process(v[1], v.get(2, ())), pos
+    return process_of(v), pos
 
 
 def _read_stats(buf: bytes, pos: int, end: int) -> Tuple[Tuple[int, int, int], int]:
     v, pos = _read_struct(buf, pos, end, _STATS_SPEC)
-    _required(v, (1, 2, 3), "client stats")
-    return (v[1], v[2], v[3]), pos
+    return stats_of(v), pos
 
 
 # --- the fast path ----------------------------------------------------------------------------
@@ -405,7 +391,7 @@ def _tags(buf: bytes, pos: int, n: int, end: int) -> Tuple[Tuple[Tag, ...], int]
                 if values is None:
                     tag = _new(Tag, (tag, STRING, raw.decode("utf-8", "replace")))
                 else:
-                    tag = values.get(raw) or _value_tag(e, values, raw,
+                    tag = values.get(raw) or value_tag(e, values, raw,
                                                         raw.decode("utf-8", "replace"))
             elif code == 4:  # LONG: zigzag varint
                 z = buf[p]
@@ -419,7 +405,7 @@ def _tags(buf: bytes, pos: int, n: int, end: int) -> Tuple[Tuple[Tag, ...], int]
                 if values is None:
                     tag = _new(Tag, (tag, LONG, ~(z >> 1) if z & 1 else z >> 1))
                 else:
-                    tag = values.get(z) or _value_tag(e, values, z,
+                    tag = values.get(z) or value_tag(e, values, z,
                                                       ~(z >> 1) if z & 1 else z >> 1)
             elif code == 1:  # DOUBLE: 8 bytes little-endian
                 tag = _new(Tag, (tag, DOUBLE, _D(buf, p)[0]))

@@ -17,7 +17,7 @@ from thrift.transport import TTransport
 
 from opentracing_sls.record import CHILD_OF, FOLLOWS_FROM, SpanRecord
 from opentracing_sls.reporting.encoding import get_encoder
-from opentracing_sls.shim import thrift_binary, thrift_compact
+from opentracing_sls.shim import thrift_binary, thrift_compact, thrift_model
 from opentracing_sls.shim.model import (
     BINARY,
     BOOL,
@@ -315,7 +315,7 @@ def test_caches_stay_bounded_and_correct(module, monkeypatch):
         assert DECODERS[protocol][1](data)[0] == [expected(r, Process("s", ())) for r in recs]
     assert len(module._KEYS) <= 8 and len(module._NAMES) <= 8 and len(module._HEADS) <= 8
     for entry in module._KEYS.values():
-        assert entry[2] is None or len(entry[2]) <= module._VALUES_PER_KEY
+        assert entry[2] is None or len(entry[2]) <= thrift_model.VALUES_PER_KEY
 
 
 # --- fast path and generic reader --------------------------------------------------------
