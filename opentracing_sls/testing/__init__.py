@@ -10,7 +10,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import socket
+from typing import Any, Dict, List, Optional
 
 from opentracing import ScopeManager
 
@@ -20,7 +21,7 @@ from ..reporting import InMemoryReporter
 from ..sampling import ConstSampler, Sampler
 from ..tracer import Tracer
 
-__all__ = ["InMemoryReporter", "make_span_record", "make_test_tracer"]
+__all__ = ["InMemoryReporter", "free_ports", "make_span_record", "make_test_tracer"]
 
 
 def make_test_tracer(service_name: str = "test-service", sampler: Optional[Sampler] = None,
@@ -54,3 +55,29 @@ def make_span_record(i: int = 0, **fields: Any) -> SpanRecord:
     )
     values.update(fields)
     return SpanRecord(**values)
+
+
+def free_ports(count: int) -> List[int]:
+    """``count`` ports free for both TCP and UDP on 127.0.0.1, for starting a shim in tests
+    (where a port of 0 means "disabled", not "any"). They are held together while chosen,
+    then released, so another process could still take one in between."""
+    held: List[socket.socket] = []
+    ports: List[int] = []
+    try:
+        while len(ports) < count:
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                tcp.close()
+                udp.close()
+                continue
+            held += [tcp, udp]
+            ports.append(port)
+    finally:
+        for sock in held:
+            sock.close()
+    return ports

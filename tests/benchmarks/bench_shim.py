@@ -46,7 +46,7 @@ from opentracing_sls.reporting.idl import agent
 from opentracing_sls.shim.config import resolve
 from opentracing_sls.shim.metrics import PREFIX
 from opentracing_sls.shim.server import Shim
-from opentracing_sls.testing import make_span_record
+from opentracing_sls.testing import free_ports, make_span_record
 
 SPANS_PER_DATAGRAM = 50
 SERVICES = ("frontend", "reviews", "ratings")
@@ -136,30 +136,6 @@ def paced_sender(port: int, rate: float, duration: float, sent: Any, ready: Any,
 
 
 # --------------------------------------------------------------------------- targets
-
-
-def free_ports(count: int) -> List[int]:
-    """Ports free for both TCP and UDP on 127.0.0.1 (0 would disable a shim listener)."""
-    held: List[socket.socket] = []
-    ports: List[int] = []
-    try:
-        while len(ports) < count:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                tcp.close()
-                udp.close()
-                continue
-            held += [tcp, udp]
-            ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    return ports
 
 
 def metric_by_label(shim: Shim, name: str, label: str) -> Dict[str, float]:

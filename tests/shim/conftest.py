@@ -3,40 +3,16 @@ so free ports are chosen first) and a store in tmp_path."""
 
 from __future__ import annotations
 
-import socket
 from typing import Dict, Iterator, List
 
 import pytest
 
 from opentracing_sls.shim.config import resolve
 from opentracing_sls.shim.server import Shim
+from opentracing_sls.testing import free_ports
 
 PORT_KEYS = ("compact_port", "binary_port", "http_port", "zipkin_port", "sampling_port",
              "admin_port")
-
-
-def free_ports(count: int) -> List[int]:
-    """Ports free for both TCP and UDP on 127.0.0.1 (held open together, then released)."""
-    held = []
-    ports: List[int] = []
-    try:
-        while len(ports) < count:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                tcp.close()
-                udp.close()
-                continue
-            held += [tcp, udp]
-            ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    return ports
 
 
 class RunningShim:
