@@ -176,15 +176,6 @@ def sink():
     sink.close()
 
 
-@pytest.fixture
-def reporters():
-    """Reporters built by a test; closed afterwards so no worker thread outlives it."""
-    made: List[Reporter] = []
-    yield made
-    for reporter in made:
-        reporter.close(1)
-
-
 def udp_reporter(
     reporters: List[Reporter], port: int, protocol: str = "compact", **kwargs: Any
 ) -> Reporter:

@@ -115,14 +115,6 @@ def collector():
     collector.close()
 
 
-@pytest.fixture
-def reporters():
-    made: List[Reporter] = []
-    yield made
-    for reporter in made:
-        reporter.close(1)
-
-
 def http_reporter(reporters: List[Reporter], sender: HttpSender, **kwargs: Any) -> Reporter:
     reporter = Reporter(sender, flush_interval=60, **kwargs)
     reporter.set_process("http-service", {"hostname": "box-2"})
