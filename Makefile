@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# Re-installs when the project metadata changes; `make clean` forces a fresh environment.
-$(STAMP): pyproject.toml
+# Re-installs (and rebuilds the optional C accelerators) when the project metadata or a C
+# source changes; `make clean` forces a fresh environment.
+$(STAMP): pyproject.toml setup.py $(wildcard opentracing_sls/*.c shim/*.c)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,integrations,shim]'
@@ -31,3 +32,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+	find opentracing_sls shim -name '*.so' -delete

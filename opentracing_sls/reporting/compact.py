@@ -16,6 +16,7 @@ into neighbouring pieces, and everything is appended to one list joined once.
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
@@ -337,13 +338,33 @@ def emit_batch_overhead(process: bytes) -> int:
     return _EMIT_BATCH_FIXED + len(process)
 
 
+def _accelerated() -> Tuple[Any, str]:
+    """The C encoder (``opentracing_sls._speedups``) when it was built, else this module's.
+
+    ``OPENTRACING_SLS_PURE_PYTHON=1`` forces the Python encoder. The C one emits the same
+    bytes and hands every shape it does not take itself to the Python one.
+    """
+    if os.environ.get("OPENTRACING_SLS_PURE_PYTHON", "") not in ("", "0"):
+        return encode_span, "python"
+    try:
+        from .. import _speedups
+    except ImportError:
+        return encode_span, "python"
+    _speedups.set_fallback(encode_span)
+    return _speedups.encode_span_compact, "c"
+
+
+#: ``encode_span`` of the backend in use, and its name (``"c"`` or ``"python"``).
+fast_encode_span, BACKEND = _accelerated()
+
+
 class CompactSpanEncoder:
     """Jaeger Thrift compact protocol, as jaeger-agent expects on UDP port 6831."""
 
     protocol = "compact"
     # staticmethods: calling them on an instance creates no bound method (hot path)
     encode_process = staticmethod(encode_process)
-    encode_span = staticmethod(encode_span)
+    encode_span = staticmethod(fast_encode_span)
     emit_batch_overhead = staticmethod(emit_batch_overhead)
     encode_emit_batch = staticmethod(encode_emit_batch)
     encode_batch = staticmethod(encode_batch)

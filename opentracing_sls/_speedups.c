@@ -1,0 +1,443 @@
+/*
+ * Optional C accelerator of the tracer's hot path: the Jaeger Thrift compact encoding of one
+ * finished span (opentracing_sls.reporting.compact.encode_span).
+ *
+ * It produces byte-for-byte what the pure-Python encoder produces, and handles only the
+ * common shapes itself: exact str keys and names that encode as strict UTF-8, and exact
+ * str / bool / int (i64 range) / float / bytes values. Anything else (a lone surrogate, an
+ * int beyond i64, a custom value type, a non-dict tags mapping) is handed to the Python
+ * encoder given to set_fallback(), so the typing rules live in one place (_wire.py).
+ *
+ * Wire rules (jaeger-wire.md section 3): field header (delta << 4) | ctype; i32/i64 are
+ * zigzag varints; a bool's value is its ctype; doubles are 8 bytes little-endian; list
+ * header (size << 4) | etype below 15 elements, else 0xF0 | etype then a varint size.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static PyObject *fallback = NULL; /* the pure-Python encode_span */
+
+typedef struct {
+    unsigned char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    unsigned char stack[2048];
+} Buf;
+
+/* Returned by the writers when the span needs the Python encoder (no exception set). */
+#define FALLBACK 1
+#define FAILED (-1)
+
+static void buf_init(Buf *b) {
+    b->data = b->stack;
+    b->len = 0;
+    b->cap = (Py_ssize_t)sizeof(b->stack);
+}
+
+static void buf_free(Buf *b) {
+    if (b->data != b->stack) {
+        PyMem_Free(b->data);
+    }
+}
+
+static int buf_reserve(Buf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = b->cap;
+    while (cap < b->len + extra) {
+        if (cap > PY_SSIZE_T_MAX / 2) {
+            PyErr_NoMemory();
+            return FAILED;
+        }
+        cap *= 2;
+    }
+    unsigned char *data = PyMem_Malloc((size_t)cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return FAILED;
+    }
+    memcpy(data, b->data, (size_t)b->len);
+    buf_free(b);
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+/* Callers reserve first; these write without checks. */
+static inline void put_byte(Buf *b, unsigned char c) { b->data[b->len++] = c; }
+
+static inline void put_varint(Buf *b, uint64_t z) {
+    while (z >= 0x80) {
+        b->data[b->len++] = (unsigned char)(z | 0x80);
+        z >>= 7;
+    }
+    b->data[b->len++] = (unsigned char)z;
+}
+
+static inline void put_i64(Buf *b, uint64_t u) {
+    /* zigzag of the two's-complement i64 whose bits are u */
+    put_varint(b, (u << 1) ^ (uint64_t)(-(int64_t)(u >> 63)));
+}
+
+static inline void put_i32(Buf *b, uint32_t u) {
+    put_varint(b, (uint64_t)((u << 1) ^ (uint32_t)(-(int32_t)(u >> 31))));
+}
+
+static inline void put_raw(Buf *b, const char *s, Py_ssize_t n) {
+    memcpy(b->data + b->len, s, (size_t)n);
+    b->len += n;
+}
+
+/* Bound of a varint and of a field or list header: reserve this much per scalar. */
+#define SCALAR 16
+
+/* Low 64 bits of an int (any sign or size, modulo 2^64, as _varint.i64 does). */
+static int low64(PyObject *v, uint64_t *out) {
+    if (!PyLong_Check(v)) {
+        return FALLBACK;
+    }
+    *out = (uint64_t)PyLong_AsUnsignedLongLongMask(v);
+    if (*out == (uint64_t)-1 && PyErr_Occurred()) {
+        return FAILED;
+    }
+    return 0;
+}
+
+/* traceIdHigh: (trace_id >> 64) modulo 2^64; 0 for the common 64-bit non-negative id. */
+static int high64(PyObject *v, uint64_t *out) {
+    int overflow = 0;
+    long long small = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (small == -1 && PyErr_Occurred()) {
+        return FAILED;
+    }
+    if (overflow == 0) {
+        *out = small < 0 ? (uint64_t)-1 : 0; /* arithmetic shift of an i64 */
+        return 0;
+    }
+    PyObject *shift = PyLong_FromLong(64);
+    if (shift == NULL) {
+        return FAILED;
+    }
+    PyObject *hi = PyNumber_Rshift(v, shift);
+    Py_DECREF(shift);
+    if (hi == NULL) {
+        return FAILED;
+    }
+    int rc = low64(hi, out);
+    Py_DECREF(hi);
+    return rc;
+}
+
+static int put_string(Buf *b, PyObject *s) {
+    Py_ssize_t n;
+    const char *raw;
+    if (!PyUnicode_CheckExact(s)) {
+        return FALLBACK;
+    }
+    raw = PyUnicode_AsUTF8AndSize(s, &n);
+    if (raw == NULL) { /* lone surrogates: the Python encoder replaces them */
+        PyErr_Clear();
+        return FALLBACK;
+    }
+    if (buf_reserve(b, n + SCALAR) < 0) {
+        return FAILED;
+    }
+    put_varint(b, (uint64_t)n);
+    put_raw(b, raw, n);
+    return 0;
+}
+
+static void put_list_head(Buf *b, unsigned char field_header, Py_ssize_t n) {
+    put_byte(b, field_header);
+    if (n < 15) {
+        put_byte(b, (unsigned char)(n << 4 | 0x0C));
+    } else {
+        put_byte(b, 0xFC);
+        put_varint(b, (uint64_t)n);
+    }
+}
+
+static void put_double(Buf *b, double d) {
+    unsigned char bytes[8];
+    memcpy(bytes, &d, 8);
+#if !PY_LITTLE_ENDIAN
+    for (int i = 0; i < 4; i++) {
+        unsigned char t = bytes[i];
+        bytes[i] = bytes[7 - i];
+        bytes[7 - i] = t;
+    }
+#endif
+    put_raw(b, (const char *)bytes, 8);
+}
+
+/* One Tag struct: key (field 1), vType (field 2), the value field of that type, STOP. */
+static int put_tag(Buf *b, PyObject *key, PyObject *value) {
+    PyTypeObject *t = Py_TYPE(value);
+    if (t != &PyUnicode_Type && t != &PyBool_Type && t != &PyLong_Type &&
+        t != &PyFloat_Type && t != &PyBytes_Type) {
+        return FALLBACK;
+    }
+    long long number = 0;
+    if (t == &PyLong_Type) {
+        int overflow = 0;
+        number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow) {
+            return FALLBACK; /* beyond i64: a STRING tag, typed in Python */
+        }
+        if (number == -1 && PyErr_Occurred()) {
+            return FAILED;
+        }
+    }
+    if (buf_reserve(b, SCALAR) < 0) {
+        return FAILED;
+    }
+    put_byte(b, 0x18);
+    int rc = put_string(b, key);
+    if (rc) {
+        return rc;
+    }
+    if (buf_reserve(b, 3 * SCALAR) < 0) {
+        return FAILED;
+    }
+    put_byte(b, 0x15);
+    if (t == &PyUnicode_Type) {
+        put_byte(b, 0x00); /* STRING, then vStr: field 3, delta 1, BINARY */
+        put_byte(b, 0x18);
+        rc = put_string(b, value);
+        if (rc) {
+            return rc;
+        }
+    } else if (t == &PyBool_Type) {
+        put_byte(b, 0x04); /* BOOL; vBool is field 5 (delta 3) and its value the ctype */
+        put_byte(b, value == Py_True ? 0x31 : 0x32);
+    } else if (t == &PyLong_Type) {
+        put_byte(b, 0x06); /* LONG, then vLong: field 6, delta 4, I64 */
+        put_byte(b, 0x46);
+        put_i64(b, (uint64_t)number);
+    } else if (t == &PyFloat_Type) {
+        put_byte(b, 0x02); /* DOUBLE, then vDouble: field 4, delta 2, DOUBLE */
+        put_byte(b, 0x27);
+        put_double(b, PyFloat_AS_DOUBLE(value));
+    } else {
+        Py_ssize_t n = PyBytes_GET_SIZE(value);
+        put_byte(b, 0x08); /* BINARY, then vBinary: field 7, delta 5, BINARY */
+        put_byte(b, 0x58);
+        if (buf_reserve(b, n + 2 * SCALAR) < 0) {
+            return FAILED;
+        }
+        put_varint(b, (uint64_t)n);
+        put_raw(b, PyBytes_AS_STRING(value), n);
+    }
+    if (buf_reserve(b, 1) < 0) {
+        return FAILED;
+    }
+    put_byte(b, 0x00);
+    return 0;
+}
+
+static int put_tags(Buf *b, unsigned char field_header, PyObject *tags) {
+    if (!PyDict_CheckExact(tags)) {
+        return FALLBACK;
+    }
+    if (buf_reserve(b, SCALAR) < 0) {
+        return FAILED;
+    }
+    put_list_head(b, field_header, PyDict_GET_SIZE(tags));
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(tags, &pos, &key, &value)) {
+        int rc = put_tag(b, key, value);
+        if (rc) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int put_refs(Buf *b, PyObject *refs) {
+    if (!PyList_CheckExact(refs) && !PyTuple_CheckExact(refs)) {
+        return FALLBACK;
+    }
+    PyObject *seq = refs;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (buf_reserve(b, SCALAR) < 0) {
+        return FAILED;
+    }
+    put_list_head(b, 0x19, n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ref = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(ref) || PyTuple_GET_SIZE(ref) != 3) {
+            return FALLBACK;
+        }
+        uint64_t kind, low, high, span;
+        int rc;
+        if ((rc = low64(PyTuple_GET_ITEM(ref, 0), &kind)) ||
+            (rc = low64(PyTuple_GET_ITEM(ref, 1), &low)) ||
+            (rc = high64(PyTuple_GET_ITEM(ref, 1), &high)) ||
+            (rc = low64(PyTuple_GET_ITEM(ref, 2), &span))) {
+            return rc;
+        }
+        if (buf_reserve(b, 5 * SCALAR) < 0) {
+            return FAILED;
+        }
+        put_byte(b, 0x15);
+        put_i32(b, (uint32_t)kind);
+        put_byte(b, 0x16);
+        put_i64(b, low);
+        put_byte(b, 0x16);
+        put_i64(b, high);
+        put_byte(b, 0x16);
+        put_i64(b, span);
+        put_byte(b, 0x00);
+    }
+    return 0;
+}
+
+static int put_logs(Buf *b, PyObject *logs, int after_tags) {
+    if (!PyList_CheckExact(logs) && !PyTuple_CheckExact(logs)) {
+        return FALLBACK;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(logs);
+    if (buf_reserve(b, SCALAR) < 0) {
+        return FAILED;
+    }
+    put_list_head(b, after_tags ? 0x19 : 0x29, n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *log = PySequence_Fast_GET_ITEM(logs, i);
+        if (!PyTuple_Check(log) || PyTuple_GET_SIZE(log) != 2) {
+            return FALLBACK;
+        }
+        uint64_t ts;
+        int rc = low64(PyTuple_GET_ITEM(log, 0), &ts);
+        if (rc) {
+            return rc;
+        }
+        if (buf_reserve(b, 2 * SCALAR) < 0) {
+            return FAILED;
+        }
+        put_byte(b, 0x16); /* Log.timestamp, field 1 */
+        put_i64(b, ts);
+        rc = put_tags(b, 0x19, PyTuple_GET_ITEM(log, 1)); /* Log.fields, field 2 */
+        if (rc) {
+            return rc;
+        }
+        if (buf_reserve(b, 1) < 0) {
+            return FAILED;
+        }
+        put_byte(b, 0x00);
+    }
+    return 0;
+}
+
+static int put_span(Buf *b, PyObject *record) {
+    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 10) {
+        return FALLBACK;
+    }
+    PyObject *trace_id = PyTuple_GET_ITEM(record, 0);
+    uint64_t low, high, span_id, parent_id, flags, start, duration;
+    int rc;
+    if ((rc = low64(trace_id, &low)) || (rc = high64(trace_id, &high)) ||
+        (rc = low64(PyTuple_GET_ITEM(record, 1), &span_id)) ||
+        (rc = low64(PyTuple_GET_ITEM(record, 2), &parent_id)) ||
+        (rc = low64(PyTuple_GET_ITEM(record, 4), &flags)) ||
+        (rc = low64(PyTuple_GET_ITEM(record, 5), &start)) ||
+        (rc = low64(PyTuple_GET_ITEM(record, 6), &duration))) {
+        return rc;
+    }
+    if (buf_reserve(b, 5 * SCALAR) < 0) {
+        return FAILED;
+    }
+    put_byte(b, 0x16); /* fields 1-4: traceIdLow, traceIdHigh, spanId, parentSpanId */
+    put_i64(b, low);
+    put_byte(b, 0x16);
+    put_i64(b, high);
+    put_byte(b, 0x16);
+    put_i64(b, span_id);
+    put_byte(b, 0x16);
+    put_i64(b, parent_id);
+    put_byte(b, 0x18); /* operationName, field 5 */
+    if ((rc = put_string(b, PyTuple_GET_ITEM(record, 3)))) {
+        return rc;
+    }
+    PyObject *refs = PyTuple_GET_ITEM(record, 9);
+    int has_refs = PyObject_IsTrue(refs);
+    if (has_refs < 0) {
+        return FAILED;
+    }
+    if (has_refs && (rc = put_refs(b, refs))) {
+        return rc;
+    }
+    if (buf_reserve(b, 4 * SCALAR) < 0) {
+        return FAILED;
+    }
+    put_byte(b, has_refs ? 0x15 : 0x25); /* flags, field 7 */
+    put_i32(b, (uint32_t)flags);
+    put_byte(b, 0x16); /* startTime, field 8 */
+    put_i64(b, start);
+    put_byte(b, 0x16); /* duration, field 9 */
+    put_i64(b, duration);
+    PyObject *tags = PyTuple_GET_ITEM(record, 7);
+    PyObject *logs = PyTuple_GET_ITEM(record, 8);
+    int has_tags = PyObject_IsTrue(tags);
+    int has_logs = has_tags < 0 ? 0 : PyObject_IsTrue(logs);
+    if (has_tags < 0 || has_logs < 0) {
+        return FAILED;
+    }
+    if (has_tags && (rc = put_tags(b, 0x19, tags))) { /* field 10 */
+        return rc;
+    }
+    if (has_logs && (rc = put_logs(b, logs, has_tags))) { /* field 11 */
+        return rc;
+    }
+    if (buf_reserve(b, 1) < 0) {
+        return FAILED;
+    }
+    put_byte(b, 0x00);
+    return 0;
+}
+
+static PyObject *encode_span(PyObject *Py_UNUSED(module), PyObject *record) {
+    Buf b;
+    buf_init(&b);
+    int rc = put_span(&b, record);
+    PyObject *out = NULL;
+    if (rc == 0) {
+        out = PyBytes_FromStringAndSize((const char *)b.data, b.len);
+    } else if (rc == FALLBACK) {
+        if (fallback == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "_speedups: set_fallback() was not called");
+        } else {
+            out = PyObject_CallOneArg(fallback, record);
+        }
+    }
+    buf_free(&b);
+    return out;
+}
+
+static PyObject *set_fallback(PyObject *Py_UNUSED(module), PyObject *function) {
+    if (!PyCallable_Check(function)) {
+        PyErr_SetString(PyExc_TypeError, "set_fallback() needs a callable");
+        return NULL;
+    }
+    Py_INCREF(function);
+    Py_XSETREF(fallback, function);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"encode_span_compact", encode_span, METH_O,
+     "encode_span_compact(record) -> bytes: one Jaeger Thrift compact Span struct."},
+    {"set_fallback", set_fallback, METH_O,
+     "set_fallback(function): the Python encoder used for shapes the C path does not take."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_speedups",
+    "Optional C accelerator of the tracer's compact Thrift span encoder.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module_def); }

@@ -1,0 +1,13 @@
+"""Optional C accelerators. Everything else is configured in pyproject.toml.
+
+Each extension is ``optional``: without a C compiler or Python headers the build carries on
+and the pure-Python code paths are used (``OPENTRACING_SLS_PURE_PYTHON=1`` forces them).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension("opentracing_sls._speedups", ["opentracing_sls/_speedups.c"], optional=True),
+    ],
+)
