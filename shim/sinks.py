@@ -89,8 +89,8 @@ class Sink:
                 if not spans:
                     break
                 try:
-                    self.write(spans)
-                    self._written.inc(len(spans))
+                    written = self.write(spans)
+                    self._written.inc(len(spans) if written is None else written)
                 except Exception:  # noqa: BLE001 - a failing write must not kill the sink
                     self.drop(len(spans), "write_error")
                     self.log_rate_limited("write_error", "sink %s failed to write %d spans",
@@ -145,7 +145,9 @@ class Sink:
     def open(self) -> None:
         """Prepares the destination (called on start, in the caller's thread)."""
 
-    def write(self, spans: List[Span]) -> None:
+    def write(self, spans: List[Span]) -> Optional[int]:
+        """Writes a batch; returns how many spans were written (None: all of them). A sink
+        that skips some counts them itself with :meth:`drop` and a reason."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -167,8 +169,16 @@ class LocalSink(Sink):
 
         self.store = LocalStore(self.path)
 
-    def write(self, spans: List[Span]) -> None:
-        self.store.write_spans(spans)
+    def write(self, spans: List[Span]) -> Optional[int]:
+        store = self.store
+        duplicates, rejected = store.duplicates, store.rejected
+        written = store.write_spans(spans)
+        # Re-deliveries the store recognised, and spans it could not store: not "written".
+        if store.duplicates > duplicates:
+            self.drop(store.duplicates - duplicates, "duplicate")
+        if store.rejected > rejected:
+            self.drop(store.rejected - rejected, "rejected")
+        return written
 
     def close(self) -> None:
         if self.store is not None:
@@ -239,20 +249,23 @@ class JaegerAgentSink(Sink):
             self._processes[process] = encoded
         return encoded
 
-    def write(self, spans: List[Span]) -> None:
+    def write(self, spans: List[Span]) -> Optional[int]:
         by_process: Dict[Process, List[Span]] = {}
         for span in spans:
             by_process.setdefault(span.process, []).append(span)
         sock, target = self._socket()
+        sent = 0
         for process, group in by_process.items():
             process_bytes = self._process_bytes(process)
             for datagram, count in self._datagrams(process_bytes, group):
                 try:
                     sock.sendto(datagram, target)
+                    sent += count
                 except OSError:
                     self.drop(count, "send_failed")
                     self.log_rate_limited("send", "jaeger_agent sink: sending to %s:%d failed",
                                           *self.address, exc_info=True)
+        return sent
 
     def _datagrams(self, process: bytes, spans: Sequence[Span]) -> Iterable[Tuple[bytes, int]]:
         encoder = self.encoder
