@@ -1,0 +1,506 @@
+"""Flask: one server span per request, for apps created before or after instrumenting.
+
+Two methods are wrapped on the ``Flask`` class (never the class swapped):
+
+- ``wsgi_app`` owns the request's lifetime: it notes the start time, captures the headers
+  to forward, records the status given to ``start_response`` and finishes the span when the
+  response is done; a streamed body is wrapped so the span stays active while it is produced
+  and finishes when the server closes it.
+- ``full_dispatch_request`` starts the span, inside the request context, once Flask has
+  matched the URL: so the operation name the sampler sees is already the route template
+  (``/api/v1/products/<id>``), which per-operation (remote) sampling needs. It also sees the
+  application's unhandled exception before Flask turns it into a 500.
+
+The request's state lives in ``environ`` under :data:`STATE_KEY` (no private Flask API).
+When a middleware holds an unpatched bound ``wsgi_app`` (``app.wsgi_app = M(app.wsgi_app)``
+run before instrumenting), ``full_dispatch_request`` handles the request on its own; only
+the time spent streaming a body is then not covered.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, Callable, Dict, Iterator, List, Optional, Pattern, Tuple
+from urllib.parse import quote
+
+import opentracing
+from opentracing import (
+    Format,
+    InvalidCarrierException,
+    SpanContextCorruptedException,
+    UnsupportedFormatException,
+)
+
+from . import diagnostics, forwarding, settings, tagging
+from .patching import Instrumentor
+from .suppression import is_suppressed, suppress_instrumentation
+
+#: The environ key holding the request's tracing state.
+STATE_KEY = "opentracing_sls.flask"
+COMPONENT = "flask"
+
+_ERRORS = "integrations.flask.errors"
+_HOOK_ERRORS = "integrations.flask.hook_errors"
+_QUIET_EXTRACT_ERRORS = (SpanContextCorruptedException, InvalidCarrierException,
+                         UnsupportedFormatException)
+_EXCLUDED = object()  # environ marker: this request is not traced
+_URL_SAFE = "/:@!$&'()*+,;=-._~%"
+_now = time.time
+
+RequestHook = Callable[[opentracing.Span, Dict[str, Any]], Any]
+ResponseHook = Callable[[opentracing.Span, Optional[int], List[Tuple[str, str]]], Any]
+
+
+class WSGIHeaders(Mapping):
+    """A read-only, case-insensitive view of the HTTP headers of a WSGI environ.
+
+    A carrier every OpenTracing tracer can read (iteration yields lower-case names). Ours
+    sees the ``environ`` attribute and looks up the few keys it needs in place.
+    """
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: Dict[str, Any]) -> None:
+        self.environ = environ
+
+    def __getitem__(self, name: str) -> Any:
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        return self.environ[key]
+
+    def __iter__(self) -> Iterator[str]:
+        for key in list(self.environ):
+            if isinstance(key, str) and key.startswith("HTTP_"):
+                yield key[5:].replace("_", "-").lower()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _RequestState:
+    __slots__ = ("tracer", "start", "span", "scope", "status", "headers", "streamed",
+                 "error_logged", "forwarded", "finished")
+
+    def __init__(self, tracer: opentracing.Tracer, start: float,
+                 forwarded: Optional[Dict[str, str]]) -> None:
+        self.tracer = tracer
+        self.start = start
+        self.span: Optional[opentracing.Span] = None
+        self.scope: Optional[opentracing.Scope] = None
+        self.status: Optional[str] = None
+        self.headers: List[Tuple[str, str]] = []
+        self.streamed = False
+        self.error_logged = False
+        self.forwarded = forwarded
+        self.finished = False
+
+    def wrap_start_response(self, start_response: Callable[..., Any]) -> Callable[..., Any]:
+        state = self
+
+        def traced_start_response(status: str, headers: List[Tuple[str, str]],
+                                  *exc_info: Any) -> Any:
+            state.status = status
+            state.headers = headers
+            return start_response(status, headers, *exc_info)
+
+        return traced_start_response
+
+    def status_code(self) -> Optional[int]:
+        try:
+            return int(self.status.split(None, 1)[0]) if self.status else None
+        except ValueError:
+            return None
+
+
+class FlaskInstrumentor(Instrumentor):
+    """Patches ``flask.Flask``; use the module functions :func:`instrument` and
+    :func:`uninstrument` rather than this class."""
+
+    library = "flask"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tracer: Optional[opentracing.Tracer] = None
+        self.excluded: Tuple[Pattern[str], ...] = ()
+        self.request_hook: Optional[RequestHook] = None
+        self.response_hook: Optional[ResponseHook] = None
+        self.forward_list: Optional[forwarding.ForwardList] = forwarding.ForwardList()
+        self._request: Any = None
+
+    def configure(self, tracer: Optional[opentracing.Tracer] = None,
+                  excluded_paths: Optional[List[Any]] = None,
+                  request_hook: Optional[RequestHook] = None,
+                  response_hook: Optional[ResponseHook] = None,
+                  forward_headers: Optional[List[str]] = None,
+                  forwarding_enabled: Optional[bool] = None,
+                  environ: Optional[Dict[str, str]] = None) -> None:
+        excluded = settings.patterns("excluded_paths", excluded_paths,
+                                     settings.FLASK_EXCLUDED_PATHS, environ)
+        request_hook = settings.hook("request_hook", request_hook)
+        response_hook = settings.hook("response_hook", response_hook)
+        extra = settings.names("forward_headers", forward_headers, settings.FORWARD_HEADERS,
+                               environ)
+        enabled = settings.boolean("forwarding_enabled", forwarding_enabled,
+                                   settings.FORWARDING, environ)
+        if tracer is not None and not isinstance(tracer, opentracing.Tracer):
+            raise ValueError("tracer: must be an opentracing.Tracer (got %r)" % (tracer,))
+        self.tracer = tracer
+        self.excluded = excluded
+        self.request_hook = request_hook
+        self.response_hook = response_hook
+        self.forward_list = forwarding.ForwardList(extra) if enabled else None
+
+    def patches(self) -> List[Tuple[str, str, Any]]:
+        self._request = sys.modules["flask"].request
+        return [("flask", "Flask.wsgi_app", self._wsgi_app),
+                ("flask", "Flask.full_dispatch_request", self._full_dispatch_request)]
+
+    # -- wrappers: the original is called exactly once, outside any try that could swallow
+    # -- its exceptions; everything of ours around it is guarded.
+
+    def _wsgi_app(self, wrapped: Any, instance: Any, args: Tuple[Any, ...],
+                  kwargs: Dict[str, Any]) -> Any:
+        if not self.active or len(args) != 2 or kwargs:
+            return wrapped(*args, **kwargs)
+        environ, start_response = args
+        state = self._enter(environ)
+        if state is None:
+            return wrapped(environ, start_response)
+        if state is _EXCLUDED:
+            with suppress_instrumentation():
+                return wrapped(environ, start_response)
+        token = forwarding.activate(state.forwarded)
+        try:
+            result = wrapped(environ, state.wrap_start_response(start_response))
+        except BaseException as exc:
+            self._end_failed(state, exc, environ)
+            raise
+        finally:
+            forwarding.deactivate(token)
+        return self._end(state, result, environ)
+
+    def _full_dispatch_request(self, wrapped: Any, instance: Any, args: Tuple[Any, ...],
+                               kwargs: Dict[str, Any]) -> Any:
+        if not self.active:
+            return wrapped(*args, **kwargs)
+        state, standalone = self._dispatch_state()
+        if state is None:
+            return wrapped(*args, **kwargs)
+        if not standalone:
+            try:
+                response = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                self._record_exception(state, exc)
+                raise
+            self._record_response(state, response)
+            return response
+        token = forwarding.activate(state.forwarded)
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self._end_failed(state, exc, None)
+            raise
+        finally:
+            forwarding.deactivate(token)
+        self._end_standalone(state, response)
+        return response
+
+    # -- request lifecycle (all guarded) ---------------------------------------------------
+
+    def _new_state(self, environ: Dict[str, Any]) -> Any:
+        if self.excluded:
+            path = environ.get("PATH_INFO", "")
+            for pattern in self.excluded:
+                if pattern.search(path):
+                    return _EXCLUDED
+        if is_suppressed():
+            return _EXCLUDED
+        forward_list = self.forward_list
+        return _RequestState(self.tracer or opentracing.global_tracer(), _now(),
+                             forward_list.capture(environ) if forward_list else None)
+
+    def _enter(self, environ: Dict[str, Any]) -> Any:
+        try:
+            if STATE_KEY in environ:  # an outer call already handles this request
+                return None
+            state = self._new_state(environ)
+            environ[STATE_KEY] = state
+            return state
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "Flask request set-up")
+            return None
+
+    def _dispatch_state(self) -> Tuple[Optional[_RequestState], bool]:
+        try:
+            request = self._request._get_current_object()
+            environ = request.environ
+            state = environ.get(STATE_KEY)
+            standalone = state is None
+            if standalone:
+                state = self._new_state(environ)
+                environ[STATE_KEY] = state
+            if state is _EXCLUDED or state.span is not None:
+                return None, False
+            self._start_span(state, environ, request)
+            if state.span is None:
+                return None, False
+            return state, standalone
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "Flask span start")
+            return None, False
+
+    def _start_span(self, state: _RequestState, environ: Dict[str, Any],
+                    request: Any = None) -> None:
+        tracer = state.tracer
+        method = environ.get("REQUEST_METHOD", "GET")
+        if request is None:
+            name = "%s %s" % (method, state.status_code() or 500)
+        else:
+            rule = request.url_rule
+            if rule is not None:
+                name = rule.rule
+            else:
+                code = getattr(request.routing_exception, "code", None)
+                name = "%s %s" % (method, code if isinstance(code, int) else 404)
+        try:
+            parent = tracer.extract(Format.HTTP_HEADERS, WSGIHeaders(environ))
+        except _QUIET_EXTRACT_ERRORS:
+            parent = None
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "extracting the incoming span context")
+            parent = None
+        span_tags = {tagging.SPAN_KIND: tagging.SERVER, tagging.COMPONENT: COMPONENT,
+                     tagging.HTTP_METHOD: method, tagging.HTTP_URL: request_url(environ)}
+        tagging.add_peer(span_tags, environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"))
+        span = tracer.start_span(name, child_of=parent, tags=span_tags,
+                                 start_time=state.start, ignore_active_span=True)
+        state.span = span
+        state.scope = tracer.scope_manager.activate(span, False)
+        if self.request_hook is not None:
+            try:
+                self.request_hook(span, environ)
+            except Exception:  # noqa: BLE001
+                diagnostics.internal_error(_HOOK_ERRORS, "the Flask request_hook")
+
+    def _record_exception(self, state: _RequestState, exc: BaseException) -> None:
+        try:
+            if not state.error_logged and state.span is not None:
+                state.error_logged = True
+                tagging.log_exception(state.span, exc)
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "tagging a Flask exception")
+
+    def _record_response(self, state: _RequestState, response: Any) -> None:
+        try:
+            state.streamed = bool(response.is_streamed)
+        except Exception:  # noqa: BLE001 - not a werkzeug Response: assume it may stream
+            state.streamed = True
+
+    def _end(self, state: _RequestState, result: Any, environ: Dict[str, Any]) -> Any:
+        try:
+            self._deactivate(state)
+            if state.span is None:
+                self._start_span(state, environ)
+                self._deactivate(state)
+            if state.streamed and not _is_file_wrapper(result, environ):
+                return _TracedBody(result, state, self)
+            self._finish(state)
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "Flask request end")
+            self._finish_quietly(state)
+        return result
+
+    def _end_failed(self, state: _RequestState, exc: BaseException,
+                    environ: Optional[Dict[str, Any]]) -> None:
+        try:
+            self._deactivate(state)
+            if state.span is None and environ is not None:
+                self._start_span(state, environ)
+                self._deactivate(state)
+            self._record_exception(state, exc)
+            self._finish(state)
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "Flask request end")
+            self._finish_quietly(state)
+
+    def _end_standalone(self, state: _RequestState, response: Any) -> None:
+        try:
+            self._deactivate(state)
+            state.status = str(response.status_code)
+            state.headers = list(response.headers.items())
+            self._finish(state)
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "Flask request end")
+            self._finish_quietly(state)
+
+    @staticmethod
+    def _deactivate(state: _RequestState) -> None:
+        scope, state.scope = state.scope, None
+        if scope is not None:
+            scope.close()
+
+    def _finish(self, state: _RequestState) -> None:
+        if state.finished or state.span is None:
+            return
+        state.finished = True
+        span = state.span
+        code = state.status_code()
+        try:
+            if code is not None:
+                span.set_tag(tagging.HTTP_STATUS_CODE, code)
+                if code >= 500 and not state.error_logged:
+                    tagging.log_server_error(span, code)
+            if self.response_hook is not None:
+                try:
+                    self.response_hook(span, code, state.headers)
+                except Exception:  # noqa: BLE001
+                    diagnostics.internal_error(_HOOK_ERRORS, "the Flask response_hook")
+        finally:
+            span.finish()
+
+    @staticmethod
+    def _finish_quietly(state: _RequestState) -> None:
+        if state.finished or state.span is None:
+            return
+        state.finished = True
+        try:
+            state.span.finish()
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "finishing a Flask span")
+
+    # -- streamed bodies -------------------------------------------------------------------
+
+    def _reenter(self, state: _RequestState) -> Tuple[Any, Any]:
+        try:
+            scope = state.tracer.scope_manager.activate(state.span, False)
+            return scope, forwarding.activate(state.forwarded)
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "re-activating a streaming Flask span")
+            return None, None
+
+    @staticmethod
+    def _leave(scope: Any, token: Any) -> None:
+        try:
+            if token is not None:
+                forwarding.deactivate(token)
+            if scope is not None:
+                scope.close()
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "leaving a streaming Flask span")
+
+
+class _TracedBody:
+    """A streamed response body: the span is active while each chunk is produced and
+    finishes when the server closes the body (PEP 3333 requires servers to call close)."""
+
+    __slots__ = ("_inner", "_iterator", "_state", "_owner")
+
+    def __init__(self, inner: Any, state: _RequestState, owner: FlaskInstrumentor) -> None:
+        self._inner = inner
+        self._iterator: Optional[Iterator[bytes]] = None
+        self._state = state
+        self._owner = owner
+
+    def __iter__(self) -> _TracedBody:
+        return self
+
+    def __next__(self) -> bytes:
+        scope, token = self._owner._reenter(self._state)
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._inner)
+            return next(self._iterator)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            self._owner._record_exception(self._state, exc)
+            raise
+        finally:
+            self._owner._leave(scope, token)
+
+    def close(self) -> None:
+        owner, state = self._owner, self._state
+        scope, token = owner._reenter(state)
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        except BaseException as exc:
+            owner._record_exception(state, exc)
+            raise
+        finally:
+            owner._leave(scope, token)
+            try:
+                owner._finish(state)
+            except Exception:  # noqa: BLE001
+                diagnostics.internal_error(_ERRORS, "Flask request end")
+                owner._finish_quietly(state)
+
+
+def _is_file_wrapper(result: Any, environ: Dict[str, Any]) -> bool:
+    # Wrapping the server's own file wrapper would cost it its sendfile() path; the span then
+    # ends when the file is handed over.
+    wrapper = environ.get("wsgi.file_wrapper")
+    return isinstance(wrapper, type) and isinstance(result, wrapper)
+
+
+_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9/:@!$&'()*+,;=\-._~%]")
+
+
+def request_url(environ: Dict[str, Any]) -> str:
+    """The request URL as the client sent it (PEP 3333's reconstruction)."""
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST")
+    if not host:
+        host = environ.get("SERVER_NAME", "")
+        port = environ.get("SERVER_PORT", "")
+        if port and port != ("443" if scheme == "https" else "80"):
+            host = "%s:%s" % (host, port)
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    if _NEEDS_QUOTING.search(path):
+        path = quote(path.encode("latin-1", "replace"), safe=_URL_SAFE)
+    query = environ.get("QUERY_STRING")
+    return "%s://%s%s%s" % (scheme, host, path, "?" + query if query else "")
+
+
+_instrumentor = FlaskInstrumentor()
+
+
+def instrument(tracer: Optional[opentracing.Tracer] = None,
+               excluded_paths: Optional[List[Any]] = None,
+               request_hook: Optional[RequestHook] = None,
+               response_hook: Optional[ResponseHook] = None,
+               forward_headers: Optional[List[str]] = None,
+               forwarding_enabled: Optional[bool] = None) -> bool:
+    """Traces every Flask app in the process. Idempotent; a second call updates the options.
+
+    - ``tracer``: the OpenTracing tracer; default ``opentracing.global_tracer()``, looked up
+      at each request.
+    - ``excluded_paths``: regular expressions (``re.search`` on the path); a matching request
+      gets no span and its outgoing calls none either. Default
+      ``OPENTRACING_SLS_FLASK_EXCLUDED_PATHS``.
+    - ``request_hook(span, environ)``: called once the span has started, in the request
+      context; ``response_hook(span, status_code, response_headers)`` before it finishes.
+      Their exceptions are counted and logged, never raised.
+    - ``forward_headers``: extra header names (``name*`` for a prefix) to forward besides the
+      Istio list; ``forwarding_enabled=False`` forwards nothing.
+
+    Returns False (with a debug log) when Flask is not installed.
+    """
+    return _instrumentor.instrument(tracer=tracer, excluded_paths=excluded_paths,
+                                    request_hook=request_hook, response_hook=response_hook,
+                                    forward_headers=forward_headers,
+                                    forwarding_enabled=forwarding_enabled)
+
+
+def uninstrument() -> bool:
+    """Removes the Flask instrumentation (only our own proxies). Idempotent."""
+    return _instrumentor.uninstrument()
+
+
+def is_instrumented() -> bool:
+    return _instrumentor.is_instrumented()

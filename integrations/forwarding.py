@@ -1,0 +1,198 @@
+"""Istio header forwarding: the incoming request's tracing headers go out with every call.
+
+In a mesh a trace only stitches together if each service copies the tracing headers of the
+request it is handling onto the requests it makes (b3-istio-bookinfo.md section 5). The
+Flask integration captures the listed headers when a request arrives (:class:`ForwardList`)
+and makes them current for the request's duration (:func:`carry`); the requests integration
+adds them to every outgoing call (:func:`apply`).
+
+Trace-context headers (B3 and W3C) are special: the tracer writes its own, with the client
+span's ids, so the sidecar's span and the application's agree. A copy of such a header the
+tracer did not write (say an incoming ``b3`` when only the multi-headers are configured)
+would name a stale parent, and extractors prefer ``b3``; so it is rewritten from the ids the
+tracer injected, or dropped when it cannot be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+
+#: The built-in list, lower case: BookInfo's ``getForwardHeaders`` plus the Istio FAQ list.
+ISTIO_HEADERS: Tuple[str, ...] = (
+    "x-request-id",
+    "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "b3",
+    "x-ot-span-context",
+    "traceparent", "tracestate",
+    "grpc-trace-bin",
+    "x-cloud-trace-context",
+    "sw8", "sw8-correlation", "sw8-x",
+    "x-datadog-trace-id", "x-datadog-parent-id", "x-datadog-sampling-priority",
+    "x-datadog-origin", "x-datadog-tags",
+    "end-user",
+)
+
+# Headers whose values the tracer owns when it injects B3 or W3C.
+_B3_MULTI = ("x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags")
+TRACE_CONTEXT_HEADERS = frozenset(_B3_MULTI + ("b3", "traceparent"))
+
+_current: contextvars.ContextVar[Optional[Dict[str, str]]] = contextvars.ContextVar(
+    "opentracing_sls_forwarded_headers", default=None)
+
+
+def _environ_key(name: str) -> str:
+    return "HTTP_" + name.upper().replace("-", "_")
+
+
+class ForwardList:
+    """Which incoming headers to forward; reads them from a WSGI environ."""
+
+    __slots__ = ("names", "_keys", "_prefixes")
+
+    def __init__(self, extra: Iterable[str] = ()) -> None:
+        names: List[str] = []
+        prefixes: List[Tuple[str, str]] = []
+        for name in tuple(ISTIO_HEADERS) + tuple(extra):
+            name = name.strip().lower()
+            if name.endswith("*"):
+                prefix = name[:-1]
+                if prefix and (prefix, _environ_key(prefix)) not in prefixes:
+                    prefixes.append((prefix, _environ_key(prefix)))
+            elif name and name not in names:
+                names.append(name)
+        self.names: Tuple[str, ...] = tuple(names + [p + "*" for p, _ in prefixes])
+        self._keys = tuple((name, _environ_key(name)) for name in names)
+        self._prefixes = tuple(prefixes)
+
+    def capture(self, environ: Mapping[str, Any]) -> Optional[Dict[str, str]]:
+        """The listed headers present in ``environ``, by lower-case name; None if none are."""
+        found: Optional[Dict[str, str]] = None
+        get = environ.get
+        for name, key in self._keys:
+            value = get(key)
+            if value is not None:
+                if found is None:
+                    found = {}
+                found[name] = value
+        if self._prefixes:
+            for key, value in environ.items():
+                if not isinstance(key, str) or not key.startswith("HTTP_"):
+                    continue
+                for _prefix, environ_prefix in self._prefixes:
+                    if key.startswith(environ_prefix):
+                        if found is None:
+                            found = {}
+                        found.setdefault(key[5:].replace("_", "-").lower(), value)
+                        break
+        return found
+
+
+def current() -> Optional[Dict[str, str]]:
+    """The headers captured from the request being handled, if any."""
+    return _current.get()
+
+
+def activate(headers: Optional[Dict[str, str]]) -> contextvars.Token:
+    return _current.set(headers)
+
+
+def deactivate(token: contextvars.Token) -> None:
+    _current.reset(token)
+
+
+@contextlib.contextmanager
+def carry(headers: Optional[Mapping[str, str]]) -> Iterator[None]:
+    """Makes ``headers`` (name -> value) the ones forwarded by outgoing ``requests`` calls in
+    this block: for frameworks other than Flask, or work handed to another thread."""
+    token = _current.set({k.lower(): v for k, v in headers.items()} if headers else None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def apply(outgoing: Any, injected: Mapping[str, str],
+          forwarded: Optional[Mapping[str, str]]) -> None:
+    """Sets the forwarded and the injected headers on ``outgoing`` (a case-insensitive
+    mapping such as requests' ``CaseInsensitiveDict``).
+
+    A header the application set itself wins over a forwarded copy; the tracer's injected
+    headers win over both. Then trace-context headers the tracer did not write are made
+    to agree with the ones it did.
+    """
+    if forwarded:
+        for name, value in forwarded.items():
+            if name not in injected and name not in outgoing:
+                outgoing[name] = value
+    if not injected:
+        return
+    outgoing.update(injected)
+    stale = [name for name in TRACE_CONTEXT_HEADERS
+             if name not in injected and name in outgoing]
+    if not stale or TRACE_CONTEXT_HEADERS.isdisjoint(injected):
+        # Nothing stale, or the tracer speaks neither B3 nor W3C: copies stay verbatim.
+        return
+    derived = _derive(injected)
+    for name in stale:
+        value = derived.get(name)
+        if value is None:
+            del outgoing[name]
+        else:
+            outgoing[name] = value
+
+
+def _derive(injected: Mapping[str, str]) -> Dict[str, str]:
+    """Every B3/W3C header for the ids the tracer injected in one of those forms."""
+    ids = _ids(injected)
+    if ids is None:
+        return {}
+    trace_id, span_id, parent_id, sampled, debug = ids
+    out = {"x-b3-traceid": trace_id, "x-b3-spanid": span_id,
+           "traceparent": "00-%s-%s-%s" % (trace_id.rjust(32, "0"), span_id,
+                                           "01" if sampled or debug else "00")}
+    if parent_id:
+        out["x-b3-parentspanid"] = parent_id
+    if debug:
+        out["x-b3-flags"] = "1"
+        state: Optional[str] = "d"
+    elif sampled is None:
+        state = None
+    else:
+        out["x-b3-sampled"] = "1" if sampled else "0"
+        state = out["x-b3-sampled"]
+    single = "%s-%s" % (trace_id, span_id)
+    if state is not None:
+        single += "-" + state
+        if parent_id:
+            single += "-" + parent_id
+    out["b3"] = single
+    return out
+
+
+def _ids(injected: Mapping[str, str]) -> Optional[Tuple[str, str, str, Optional[bool], bool]]:
+    """(trace id, span id, parent id, sampled or None for "defer", debug) in lower hex."""
+    trace_id = injected.get("x-b3-traceid")
+    span_id = injected.get("x-b3-spanid")
+    if trace_id and span_id:
+        flag = injected.get("x-b3-sampled")
+        sampled = None if flag is None else flag in ("1", "true")
+        return (trace_id.lower(), span_id.lower(), (injected.get("x-b3-parentspanid") or "")
+                .lower(), sampled, injected.get("x-b3-flags") == "1")
+    single = injected.get("b3")
+    if single:
+        parts = single.lower().split("-")
+        if len(parts) >= 2:
+            state = parts[2] if len(parts) > 2 else None
+            return (parts[0], parts[1], parts[3] if len(parts) > 3 else "",
+                    None if state in (None, "d") else state == "1", state == "d")
+    parent = injected.get("traceparent")
+    if parent:
+        parts = parent.lower().split("-")
+        if len(parts) >= 4:
+            try:
+                sampled = int(parts[3][:2], 16) & 1 == 1
+            except ValueError:
+                return None
+            return parts[1], parts[2], "", sampled, False
+    return None

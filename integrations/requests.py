@@ -1,0 +1,189 @@
+"""requests: a client span around ``Session.send``, trace headers injected, headers forwarded.
+
+``Session.send`` is what every ``requests.get``/``Session.request`` call goes through. A
+redirect is followed by a nested ``send`` while the first one's span is active, so each hop
+gets its own span, a child of the first; the first span lasts until the last hop is done and
+carries its own exchange's status (the 3xx).
+
+Calls made while :func:`~opentracing_sls.integrations.suppression.suppress_instrumentation`
+is active, from our own tracer/shim threads, or to an excluded URL are passed straight
+through: no span, no header added.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Pattern, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+import opentracing
+from opentracing import Format
+
+from . import diagnostics, forwarding, settings, tagging
+from .patching import Instrumentor
+from .suppression import is_suppressed
+
+COMPONENT = "requests"
+
+_ERRORS = "integrations.requests.errors"
+_HOOK_ERRORS = "integrations.requests.hook_errors"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+RequestHook = Callable[[opentracing.Span, Any], Any]
+ResponseHook = Callable[[opentracing.Span, Any, Any], Any]
+
+
+class RequestsInstrumentor(Instrumentor):
+    """Patches ``requests.Session.send``; use the module functions :func:`instrument` and
+    :func:`uninstrument` rather than this class."""
+
+    library = "requests"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tracer: Optional[opentracing.Tracer] = None
+        self.excluded: Tuple[Pattern[str], ...] = ()
+        self.request_hook: Optional[RequestHook] = None
+        self.response_hook: Optional[ResponseHook] = None
+
+    def configure(self, tracer: Optional[opentracing.Tracer] = None,
+                  excluded_urls: Optional[List[Any]] = None,
+                  request_hook: Optional[RequestHook] = None,
+                  response_hook: Optional[ResponseHook] = None,
+                  environ: Optional[Dict[str, str]] = None) -> None:
+        excluded = settings.patterns("excluded_urls", excluded_urls,
+                                     settings.REQUESTS_EXCLUDED_URLS, environ)
+        request_hook = settings.hook("request_hook", request_hook)
+        response_hook = settings.hook("response_hook", response_hook)
+        if tracer is not None and not isinstance(tracer, opentracing.Tracer):
+            raise ValueError("tracer: must be an opentracing.Tracer (got %r)" % (tracer,))
+        self.tracer = tracer
+        self.excluded = excluded
+        self.request_hook = request_hook
+        self.response_hook = response_hook
+
+    def patches(self) -> List[Tuple[str, str, Any]]:
+        return [("requests.sessions", "Session.send", self._send)]
+
+    def _send(self, wrapped: Any, instance: Any, args: Tuple[Any, ...],
+              kwargs: Dict[str, Any]) -> Any:
+        if not self.active or is_suppressed():
+            return wrapped(*args, **kwargs)
+        request = args[0] if args else kwargs.get("request")
+        scope = self._before(request)
+        if scope is None:
+            return wrapped(*args, **kwargs)
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self._after(scope, request, None, exc)
+            raise
+        self._after(scope, request, response, None)
+        return response
+
+    def _before(self, request: Any) -> Optional[opentracing.Scope]:
+        try:
+            url = request.url
+            for pattern in self.excluded:
+                if pattern.search(url):
+                    return None
+            tracer = self.tracer or opentracing.global_tracer()
+            method = request.method or "GET"
+            parts = urlsplit(url)
+            span_tags = {tagging.SPAN_KIND: tagging.CLIENT, tagging.COMPONENT: COMPONENT,
+                         tagging.HTTP_METHOD: method, tagging.HTTP_URL: _public_url(parts)}
+            tagging.add_peer(span_tags, parts.hostname,
+                             _port(parts) or _DEFAULT_PORTS.get(parts.scheme))
+            scope = tracer.start_active_span(method, tags=span_tags)
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "starting a requests client span")
+            return None
+        span = scope.span
+        try:
+            injected: Dict[str, str] = {}
+            try:
+                tracer.inject(span.context, Format.HTTP_HEADERS, injected)
+            except Exception:  # noqa: BLE001
+                diagnostics.internal_error(_ERRORS, "injecting trace headers")
+            forwarding.apply(request.headers, injected, forwarding.current())
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "adding headers to a requests call")
+        if self.request_hook is not None:
+            try:
+                self.request_hook(span, request)
+            except Exception:  # noqa: BLE001
+                diagnostics.internal_error(_HOOK_ERRORS, "the requests request_hook")
+        return scope
+
+    def _after(self, scope: opentracing.Scope, request: Any, response: Any,
+               exc: Optional[BaseException]) -> None:
+        span = scope.span
+        try:
+            if exc is not None:
+                tagging.log_exception(span, exc)
+            if response is not None:
+                # After redirects ``send`` returns the last hop's response; this span's own
+                # exchange is the first one (each later hop has its own child span).
+                history = response.history
+                code = (history[0] if history else response).status_code
+                span.set_tag(tagging.HTTP_STATUS_CODE, code)
+                if isinstance(code, int) and code >= 500:
+                    tagging.log_server_error(span, code)
+            if self.response_hook is not None:
+                try:
+                    self.response_hook(span, request, response)
+                except Exception:  # noqa: BLE001
+                    diagnostics.internal_error(_HOOK_ERRORS, "the requests response_hook")
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "tagging a requests client span")
+        finally:
+            try:
+                scope.close()
+            except Exception:  # noqa: BLE001
+                diagnostics.internal_error(_ERRORS, "finishing a requests client span")
+
+
+def _port(parts: Any) -> Optional[int]:
+    try:
+        return parts.port
+    except ValueError:
+        return None
+
+
+def _public_url(parts: Any) -> str:
+    """The URL without user name and password."""
+    if "@" not in parts.netloc:
+        return urlunsplit(parts)
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+_instrumentor = RequestsInstrumentor()
+
+
+def instrument(tracer: Optional[opentracing.Tracer] = None,
+               excluded_urls: Optional[List[Any]] = None,
+               request_hook: Optional[RequestHook] = None,
+               response_hook: Optional[ResponseHook] = None) -> bool:
+    """Traces every ``requests`` call in the process. Idempotent; a second call updates the
+    options.
+
+    - ``tracer``: default ``opentracing.global_tracer()``, looked up at each call.
+    - ``excluded_urls``: regular expressions (``re.search`` on the full URL); a matching call
+      gets no span and no added headers. Default ``OPENTRACING_SLS_REQUESTS_EXCLUDED_URLS``.
+    - ``request_hook(span, prepared_request)`` after the headers are set;
+      ``response_hook(span, prepared_request, response_or_None)`` before the span finishes.
+      Their exceptions are counted and logged, never raised.
+
+    Returns False (with a debug log) when requests is not installed.
+    """
+    return _instrumentor.instrument(tracer=tracer, excluded_urls=excluded_urls,
+                                    request_hook=request_hook, response_hook=response_hook)
+
+
+def uninstrument() -> bool:
+    """Removes the requests instrumentation (only our own proxy). Idempotent."""
+    return _instrumentor.uninstrument()
+
+
+def is_instrumented() -> bool:
+    return _instrumentor.is_instrumented()
