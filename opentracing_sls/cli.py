@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .shim.traces_cli import add_traces_parser
 
     add_traces_parser(sub)
+    from .shim.query_server import add_query_parser
+
+    add_query_parser(sub)
     return parser
 
 

@@ -126,6 +126,8 @@ KEYS: Tuple[Key, ...] = (
     Key("listen.zipkin_port", 9411, _port, "HTTP, POST /api/v1/spans and /api/v2/spans (JSON)"),
     Key("listen.sampling_port", 5778, _port, "HTTP, GET /sampling?service= strategies"),
     Key("listen.admin_port", 14271, _port, "HTTP, /metrics (Prometheus) and /healthz"),
+    Key("listen.query_port", 16686, _port,
+        "HTTP, the Jaeger query API (/api/...) and the web UI (/) over the stored spans"),
     Key("storage.type", ("local",), _storage_types,
         "sinks, comma-separated: local, jaeger_agent (several = fan-out)"),
     Key("storage.local.path", "./spans.db", _text, "SQLite file of the local store"),

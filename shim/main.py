@@ -19,7 +19,8 @@ DESCRIPTION = """\
 The opentracing-sls agent shim: receives spans from Jaeger clients (UDP compact 6831, UDP
 binary 6832, HTTP collector 14268) and Envoy sidecars (Zipkin JSON 9411), turns them into one
 span model, and writes them to the configured sinks (the embedded local store by default, or
-a real jaeger-agent). Serves sampling strategies (5778) and Prometheus metrics (14271).
+a real jaeger-agent). Serves sampling strategies (5778), Prometheus metrics (14271), and
+the query API and web UI over the stored spans (16686).
 
 Settings come from defaults < --config FILE (YAML) < OPENTRACING_SLS_* environment < flags.
 A port of 0 disables that listener."""
@@ -65,7 +66,7 @@ def run_shim(args: argparse.Namespace) -> int:
     if worker_index:
         # Extra workers share only the UDP ports (SO_REUSEPORT); HTTP stays in the first.
         for key in ("listen.http_port", "listen.zipkin_port", "listen.sampling_port",
-                    "listen.admin_port"):
+                    "listen.admin_port", "listen.query_port"):
             config[key] = 0
     try:
         shim = Shim(config, reuse_port=config["workers"] > 1)

@@ -137,6 +137,12 @@ class Shim:
             apps.append(("listen.sampling_port", sampling_app(self.strategies, self.metrics)))
         if self.config["listen.admin_port"]:
             apps.append(("listen.admin_port", admin_app(self.metrics, self.health)))
+        if self.config["listen.query_port"]:
+            from .query_server import shim_query_app
+
+            query = shim_query_app(self.config)  # None when no sink can be read back
+            if query is not None:
+                apps.append(("listen.query_port", query))
         if not apps:
             return
         loop = asyncio.new_event_loop()

@@ -20,11 +20,12 @@ from contextlib import contextmanager
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .model import Span
-from .store_read import SpanReader, TraceQuery
+from .store_read import SpanReader, TraceQuery, hours_in
 from .store_schema import StoreError, check_path, connect, ensure_schema
+from .store_stats import OperationStats, operation_stats
 from .store_write import SpanWriter
 
-__all__ = ["LocalStore", "StoreError", "TraceQuery"]
+__all__ = ["LocalStore", "OperationStats", "StoreError", "TraceQuery"]
 
 #: Idle read connections kept for reuse; more may be open while many threads read at once.
 _IDLE_READERS = 4
@@ -134,6 +135,14 @@ class LocalStore:
         ``[end_us - lookback_us, end_us]``, sorted by service names."""
         with self._reading() as conn:
             return self._reader.dependencies(conn, end_us, lookback_us)
+
+    def operation_stats(self, service: Optional[str], start_us: int,
+                        end_us: int) -> List[OperationStats]:
+        """Count, errors and p50/p99/max duration per (service, operation, span kind) of the
+        spans started in ``[start_us, end_us]``; every service when ``service`` is None."""
+        with self._reading() as conn:
+            return operation_stats(conn, service, start_us, end_us,
+                                   hours_in(conn, start_us, end_us))
 
     def span_count(self) -> int:
         """The number of stored span rows (a span re-delivered long after it was first

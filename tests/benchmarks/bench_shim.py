@@ -60,7 +60,7 @@ DATAGRAM_WINDOW = 128
 #: 100 000 by default.
 SPAN_WINDOW = 40_000
 PORT_KEYS = ("compact_port", "binary_port", "http_port", "zipkin_port", "sampling_port",
-             "admin_port")
+             "admin_port", "query_port")
 
 
 # --------------------------------------------------------------------------- datagrams

@@ -12,7 +12,7 @@ from opentracing_sls.shim.server import Shim
 from opentracing_sls.testing import free_ports
 
 PORT_KEYS = ("compact_port", "binary_port", "http_port", "zipkin_port", "sampling_port",
-             "admin_port")
+             "admin_port", "query_port")
 
 
 class RunningShim:

@@ -48,6 +48,7 @@ def test_port_in_use_is_a_clear_start_up_error(pick_ports, tmp_path):
                                      str(port), "--listen.binary_port", "0",
                                      "--listen.http_port", "0", "--listen.zipkin_port", "0",
                                      "--listen.sampling_port", "0", "--listen.admin_port", "0",
+                                     "--listen.query_port", "0",
                                      "--storage.local.path", str(tmp_path / "s.db")],
                              capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
@@ -61,6 +62,7 @@ def test_sigterm_under_load_loses_nothing_received(pick_ports, tmp_path):
         "--listen.host", "127.0.0.1", "--listen.compact_port", str(compact),
         "--listen.binary_port", "0", "--listen.http_port", "0", "--listen.zipkin_port", "0",
         "--listen.sampling_port", "0", "--listen.admin_port", str(admin),
+        "--listen.query_port", "0",
         "--storage.local.path", db], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     try:
@@ -117,7 +119,8 @@ def test_jaeger_agent_sink_forwards_every_span_once(pick_ports, tmp_path):
     config = resolve({"listen.host": "127.0.0.1", "listen.compact_port": str(compact),
                       "listen.binary_port": "0", "listen.http_port": "0",
                       "listen.zipkin_port": "0", "listen.sampling_port": "0",
-                      "listen.admin_port": "0", "storage.type": "jaeger_agent,local",
+                      "listen.admin_port": "0", "listen.query_port": "0",
+                      "storage.type": "jaeger_agent,local",
                       "storage.local.path": str(tmp_path / "s.db"),
                       "storage.jaeger_agent.host_port": "127.0.0.1:%d"
                       % listener.getsockname()[1]}, environ={})
