@@ -57,7 +57,8 @@ class Instrumentor:
             self.configure(**options)
             if self._wanted:
                 return True
-            if self.library not in sys.modules and not _installed(self.library):
+            # sys.modules may hold None for a module whose import is blocked on purpose.
+            if sys.modules.get(self.library) is None and not _installed(self.library):
                 logger.debug("opentracing_sls.integrations: %s is not installed; not "
                              "instrumented", self.library)
                 return False
@@ -79,7 +80,7 @@ class Instrumentor:
             self.active = False
             for (module_name, attribute), proxy in list(self._proxies.items()):
                 owner, name = _owner(module_name, attribute)
-                if owner is not None and owner.__dict__.get(name) is proxy:
+                if owner is not None and _is_ours(owner.__dict__.get(name), proxy):
                     setattr(owner, name, proxy.__wrapped__)
                     del self._proxies[(module_name, attribute)]
                 else:
@@ -132,11 +133,17 @@ def _owner(module_name: str, attribute: str) -> Tuple[Optional[Any], str]:
     return owner, path[-1]
 
 
+def _is_ours(current: Any, proxy: Any) -> bool:
+    # A patcher that saved ``Class.method`` (not ``Class.__dict__[...]``) and later restored
+    # it puts back wrapt's bound form of our proxy, whose parent is our proxy.
+    return current is proxy or getattr(current, "_self_parent", None) is proxy
+
+
 def _in_chain(current: Any, proxy: Any) -> bool:
     """Whether ``proxy`` is ``current`` or reachable through its ``__wrapped__`` links."""
     seen = 0
     while current is not None and seen < 32:
-        if current is proxy:
+        if _is_ours(current, proxy):
             return True
         current = getattr(current, "__wrapped__", None)
         seen += 1

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .shim.query_server import add_query_parser
 
     add_query_parser(sub)
+    from .integrations.bootstrap import add_run_parser
+
+    add_run_parser(sub)
     return parser
 
 
