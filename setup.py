@@ -9,5 +9,6 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("opentracing_sls._speedups", ["opentracing_sls/_speedups.c"], optional=True),
+        Extension("opentracing_sls.shim._ccompact", ["shim/_ccompact.c"], optional=True),
     ],
 )
