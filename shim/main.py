@@ -50,6 +50,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
 def run_shim(args: argparse.Namespace) -> int:
     from .sampling import StrategyError
     from .server import Shim, StartupError
+    from .thrift_decode import COMPACT_BACKEND
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,8 +77,8 @@ def run_shim(args: argparse.Namespace) -> int:
         return 2
     if not worker_index and config["workers"] > 1:
         children = _spawn_workers(config["workers"] - 1)
-    logger.info("shim started: %s; sinks: %s", _listening(config),
-                ", ".join(config["storage.type"]))
+    logger.info("shim started: %s; sinks: %s; compact decoder: %s", _listening(config),
+                ", ".join(config["storage.type"]), COMPACT_BACKEND)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
