@@ -1,0 +1,1 @@
+"""The details service: book information (author, year, pages, ISBNs) by product id."""

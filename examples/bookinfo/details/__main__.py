@@ -1,0 +1,6 @@
+import sys
+
+from ..serving import main
+from .app import create_app
+
+sys.exit(main("details", create_app))

@@ -1,0 +1,2 @@
+"""The productpage service: the BookInfo web page and its JSON API, calling details, reviews
+and ratings."""

@@ -1,0 +1,1 @@
+"""The ratings service: the stars each reviewer gave a book."""
