@@ -20,9 +20,10 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# Until the BookInfo demo lands: trace a simulated request into a local UDP agent and print it.
+# BookInfo traced end to end: the shim (local store, query UI) and the four services, some
+# page views, a summary; runs until Ctrl-C. Options: make demo DEMO_ARGS="--help".
 demo: $(STAMP)
-	$(PY) examples/quickstart.py
+	$(PY) examples/bookinfo/demo.py $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
