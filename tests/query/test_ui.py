@@ -166,3 +166,29 @@ def test_trace_model_under_node(tmp_path: Path) -> None:
     assert out["ticks"] == [0, 200, 400, 600, 800, 1000]
     assert out["cycle"] == ["c\na"]  # the weak edge against the flow is the back edge
     assert "expected key=value" in out["bad"]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_query_doc_links_and_pictures_resolve() -> None:
+    doc = ROOT / "docs" / "query-ui.md"
+    text = doc.read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    assert any(t.startswith("images/") for t in targets)
+    for target in targets:
+        if "://" not in target:
+            assert (doc.parent / target).exists(), "docs/query-ui.md links to missing %s" % target
+    assert "](docs/query-ui.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "](query-ui.md)" in (ROOT / "docs" / "shim.md").read_text(encoding="utf-8")
+
+
+def test_every_api_route_is_documented() -> None:
+    from opentracing_sls.shim.query_api import QueryApi
+
+    text = (ROOT / "docs" / "query-ui.md").read_text(encoding="utf-8")
+    for route in QueryApi(None, None).routes():  # type: ignore[arg-type]
+        path = route.path.replace("{trace_id}", "{traceID}")
+        if path.endswith("{tail:.*}"):
+            continue
+        assert "`GET %s" % path in text, "docs/query-ui.md does not document %s" % path
