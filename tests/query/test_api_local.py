@@ -212,7 +212,9 @@ def test_search_by_operation_duration_and_limit(local_server: QueryServer,
 
 def test_start_defaults_from_lookback_without_start(local_server: QueryServer,
                                                     ids: Dict[str, str]) -> None:
-    body = local_server.get("/api/traces?service=frontend&lookback=45s").json
+    # SLOW started 30 s before NOW_US, HOME 60 s before; the suite may have run a while.
+    since = (time.time() * 1_000_000 - NOW_US) // 1_000_000
+    body = local_server.get("/api/traces?service=frontend&lookback=%ds" % (since + 45)).json
     assert traces_of(body) == [ids["slow"]]
     body = local_server.get("/api/traces?service=frontend&lookback=1d").json
     assert len(body["data"]) == 4
