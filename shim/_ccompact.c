@@ -129,8 +129,12 @@ static PyObject *text(const unsigned char *p, Py_ssize_t n) {
     return PyUnicode_DecodeUTF8((const char *)p, n, "replace");
 }
 
-/* The str of n UTF-8 bytes, from table when it was seen before (new reference). */
-static PyObject *cached_text(StrSlot *table, const unsigned char *p, Py_ssize_t n) {
+/* The str of n UTF-8 bytes, from table when it was seen before (new reference). *where is
+ * the slot now holding it, or NULL if the string is too long to cache; it stays valid until
+ * the next allocation (after one, check that the slot still holds the str). */
+static PyObject *cached_text(StrSlot *table, const unsigned char *p, Py_ssize_t n,
+                             StrSlot **where) {
+    *where = NULL;
     if (n > CACHED_STR_MAX) {
         return text(p, n);
     }
@@ -139,6 +143,7 @@ static PyObject *cached_text(StrSlot *table, const unsigned char *p, Py_ssize_t 
     if (slot->raw != NULL && slot->hash == h && PyBytes_GET_SIZE(slot->raw) == n
             && memcmp(PyBytes_AS_STRING(slot->raw), p, (size_t)n) == 0) {
         Py_INCREF(slot->str);
+        *where = slot;
         return slot->str;
     }
     PyObject *str = text(p, n);
@@ -158,17 +163,14 @@ static PyObject *cached_text(StrSlot *table, const unsigned char *p, Py_ssize_t 
     slot->hash = h;
     slot->values = 0;
     Py_XDECREF(old_raw);
-    Py_XDECREF(old_str);
+    Py_XDECREF(old_str); /* (frees a str or bytes: runs no Python code) */
+    *where = slot;
     return str;
 }
 
-/* The key cache slot holding key, or NULL (the value cache's per-key bookkeeping). */
-static StrSlot *key_slot(PyObject *key, const unsigned char *p, Py_ssize_t n) {
-    if (n > CACHED_STR_MAX) {
-        return NULL;
-    }
-    StrSlot *slot = &key_cache[hash_bytes(p, n) & (STR_SLOTS - 1)];
-    return slot->str == key ? slot : NULL;
+static PyObject *cached_name(const unsigned char *p, Py_ssize_t n) {
+    StrSlot *unused;
+    return cached_text(name_cache, p, n, &unused);
 }
 
 /* --- reader ------------------------------------------------------------------------------ */
@@ -520,8 +522,8 @@ static PyObject *zero_value(int type) {
 }
 
 static PyObject *make_tag(Reader *r, const TagFields *f) {
-    const unsigned char *kp = r->buf + f->key_off;
-    PyObject *key = cached_text(key_cache, kp, f->key_len);
+    StrSlot *ks; /* the key's slot: per-key bookkeeping of the value cache */
+    PyObject *key = cached_text(key_cache, r->buf + f->key_off, f->key_len, &ks);
     if (key == NULL) {
         return NULL;
     }
@@ -537,30 +539,32 @@ static PyObject *make_tag(Reader *r, const TagFields *f) {
     if (type < 0 || type > T_BINARY) {
         return new_tag(key, T_STRING, PyUnicode_FromFormat("unknown vType %d", (int)f->vtype));
     }
-    /* STRING, BOOL, LONG: the value cache */
+    /* STRING, BOOL, LONG: the value cache, unless the key is not cached or has too many
+     * distinct values (URLs, ids) */
     const unsigned char *vp = (const unsigned char *)""; /* a missing value: empty */
     Py_ssize_t vlen = 0;
     int64_t number = 0;
-    uint64_t h = mix((uint64_t)(uintptr_t)key ^ (uint64_t)type << 56);
     if (type == T_STRING) {
         if (f->has_str) {
             vp = r->buf + f->str_off;
             vlen = f->str_len;
         }
-        h = mix(h ^ hash_bytes(vp, vlen));
     } else {
         number = type == T_BOOL ? (f->has_bool ? f->boolean : 0) : (f->has_long ? f->number : 0);
-        h = mix(h ^ (uint64_t)number);
     }
-    StrSlot *ks = key_slot(key, kp, f->key_len);
     int cacheable = ks != NULL && ks->values >= 0;
-    ValueSlot *vs = &value_cache[h & (VALUE_SLOTS - 1)];
-    if (cacheable && vs->tag != NULL && vs->key == key && vs->hash == h && vs->type == type
-            && (type == T_STRING ? vs->len == vlen && memcmp(vs->raw, vp, (size_t)vlen) == 0
-                                 : vs->number == number)) {
-        Py_DECREF(key);
-        Py_INCREF(vs->tag);
-        return vs->tag;
+    uint64_t h = 0;
+    if (cacheable) {
+        h = mix((uint64_t)(uintptr_t)key ^ (uint64_t)type << 56);
+        h = mix(h ^ (type == T_STRING ? hash_bytes(vp, vlen) : (uint64_t)number));
+        ValueSlot *vs = &value_cache[h & (VALUE_SLOTS - 1)];
+        if (vs->tag != NULL && vs->key == key && vs->hash == h && vs->type == type
+                && (type == T_STRING ? vs->len == vlen && memcmp(vs->raw, vp, (size_t)vlen) == 0
+                                     : vs->number == number)) {
+            Py_DECREF(key);
+            Py_INCREF(vs->tag);
+            return vs->tag;
+        }
     }
     PyObject *value;
     if (type == T_STRING) {
@@ -577,13 +581,12 @@ static PyObject *make_tag(Reader *r, const TagFields *f) {
         return tag;
     }
     /* Re-read both slots: the allocations above may have run a re-entrant decode. */
-    ks = key_slot(key, kp, f->key_len);
-    if (ks != NULL && ks->values >= 0) {
+    if (ks->str == key && ks->values >= 0) {
         if (ks->values >= VALUES_PER_KEY || vlen > VALUE_BYTES) {
             ks->values = -1; /* a high-cardinality key: stop caching (and looking up) */
         } else {
             ks->values++;
-            vs = &value_cache[h & (VALUE_SLOTS - 1)];
+            ValueSlot *vs = &value_cache[h & (VALUE_SLOTS - 1)];
             PyObject *old = vs->tag;
             Py_INCREF(tag);
             vs->tag = tag;
@@ -871,7 +874,7 @@ static PyObject *read_span(Reader *r, PyObject *process) {
             if (read_bytes(r, &off, &len) < 0) {
                 goto error;
             }
-            obj = cached_text(name_cache, r->buf + off, len);
+            obj = cached_name(r->buf + off, len);
             slot = &op;
             break;
         }
@@ -980,7 +983,7 @@ static PyObject *read_process(Reader *r) {
             if (read_bytes(r, &off, &len) < 0) {
                 goto error;
             }
-            PyObject *obj = cached_text(name_cache, r->buf + off, len);
+            PyObject *obj = cached_name(r->buf + off, len);
             if (obj == NULL) {
                 goto error;
             }
