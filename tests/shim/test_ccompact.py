@@ -579,14 +579,14 @@ def test_mutations_agree(future):
     rnd = random.Random("ccompact-mutations")
     cases = valid_cases(rnd, future, 60)
     results = {"ok": 0, "error": 0}
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for data, message in cases:
         for _ in range(25):
             other = rnd.choice(cases)[0]
             mutated = mutate(rnd, data, other)
             results["error" if assert_same(mutated, message) == "error" else "ok"] += 1
     assert results["error"] > 2000 and results["ok"] > 200, results  # both paths reached
-    assert time.perf_counter() - t0 < 30
+    assert time.process_time() - t0 < 30
 
 
 def test_inputs_of_other_types_agree():
@@ -718,14 +718,14 @@ def test_malformed_corpus_never_crashes_or_leaks(future):
         data, message = rnd.choice(sources)
         corpus.append((mutate(rnd, data, rnd.choice(sources)[0]), message))
     errors = 0
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for data, message in corpus:
         try:
             C(data, message)
         except DecodeError:
             errors += 1
     assert errors > 80_000
-    assert time.perf_counter() - t0 < 10
+    assert time.process_time() - t0 < 10
     sample = corpus[:2000]
 
     def calls() -> None:
