@@ -139,10 +139,26 @@ def sink_metrics(admin_url: str) -> Dict[str, Dict[str, float]]:
     return out
 
 
+def wait_for_sinks(admin_url: str, sink_types: Sequence[str],
+                   timeout: float = 5.0) -> Dict[str, Dict[str, float]]:
+    """The sinks' counters once every sink has handled what the local store has (SLS
+    batches linger up to a second before they are sent)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metrics = sink_metrics(admin_url)
+        local = metrics["written"].get("local", 0) + metrics["dropped"].get("local", 0)
+        if time.monotonic() > deadline or all(
+                metrics["written"].get(sink, 0) + metrics["dropped"].get(sink, 0) >= local
+                for sink in sink_types):
+            return metrics
+        time.sleep(0.2)
+
+
 def print_summary(stack: BookinfoStack, result: traffic.TrafficResult,
                   reviews_version: str, sink_types: Sequence[str],
-                  temporary: bool = False) -> bool:
+                  temporary: bool = False, sls: Optional[Dict[str, str]] = None) -> bool:
     """Prints the summary; True when the last page view's trace has every service."""
+    sls = sls or {}
     expected = {"productpage", "details", "reviews"}
     if reviews_version != "v1":
         expected.add("ratings")
@@ -163,12 +179,17 @@ def print_summary(stack: BookinfoStack, result: traffic.TrafficResult,
              "; %d degraded" % result.degraded if result.degraded else ""))
     print("Stored: %d traces (%d page views), %d spans in %s"
           % (counts.traces, counts.page_views, counts.spans, stack.store_path))
-    metrics = sink_metrics(stack.url("admin_port", "/metrics"))
+    metrics = wait_for_sinks(stack.url("admin_port", "/metrics"), sink_types)
     if len(sink_types) > 1 and metrics["written"]:
         print("Shim sinks: " + ", ".join(
             "%s %d written, %d dropped" % (sink, metrics["written"].get(sink, 0),
                                            metrics["dropped"].get(sink, 0))
             for sink in sink_types))
+    if "aliyun_sls" in sink_types:
+        print("SLS:       project %s, logstore %s at %s; query statements in "
+              "docs/istio-sls-walkthrough.md" % tuple(
+                  sls.get(env_name(SLS_PARAMETERS[k]), "?") for k in (
+                      "sls_project", "sls_logstore", "sls_endpoint")))
     print()
     print("Last page view (x-request-id %s, user %s):"
           % (result.last_request_id, result.user or "anonymous"))
@@ -195,6 +216,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("demo.py: --requests must be at least 1")
     sinks = sink_settings(args)
     workdir = args.workdir or tempfile.mkdtemp(prefix="bookinfo-demo-")
+    if "aliyun_sls" in sinks["types"]:
+        # The spool (batches SLS could not take yet) lives with the store, not in the cwd.
+        sinks["flags"] += ["--spool.path", os.path.join(workdir, "sls-spool")]
     stack = BookinfoStack(StackConfig(
         workdir=workdir, ports=choose_ports(prefer_defaults=not args.free_ports),
         reviews_version=args.reviews_version, shim_args=sinks["flags"],
@@ -217,7 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         bar = traffic.ProgressBar(args.requests)
         result = traffic.drive(stack.url("productpage"), args.requests, bar.update)
         complete = print_summary(stack, result, args.reviews_version, sinks["types"],
-                                 temporary=args.workdir is None)
+                                 temporary=args.workdir is None, sls=sinks["env"])
         status = 0 if complete else 1
         if not args.no_wait:
             print("\nRunning until Ctrl-C.", flush=True)

@@ -41,8 +41,8 @@ def processes_with(marker: str) -> List[int]:
     return found
 
 
-def start_demo(args: List[str], marker: str) -> subprocess.Popen:
-    env = dict(os.environ, BOOKINFO_DEMO_TEST=marker, PYTHONUNBUFFERED="1")
+def start_demo(args: List[str], marker: str, **env_vars: str) -> subprocess.Popen:
+    env = dict(os.environ, BOOKINFO_DEMO_TEST=marker, PYTHONUNBUFFERED="1", **env_vars)
     return subprocess.Popen([sys.executable, DEMO, "--free-ports"] + args, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # its own group, as a terminal job
@@ -141,6 +141,34 @@ def test_no_wait_prints_the_trace_and_leaves_nothing_behind(udp_agent):
     assert processes_with(marker) == []
     workdir = re.search(r"BookInfo \(reviews v3\) in (\S+)", out).group(1)
     assert not os.path.exists(workdir)  # the temporary directory went with it
+
+
+@linux_only
+def test_sls_option_writes_the_spans_to_sls_too(tmp_path):
+    from opentracing_sls.testing.sls_server import SlsServer
+
+    marker = "sls-%s" % uuid.uuid4().hex
+    with SlsServer() as sls:
+        # The secret from the environment, the other four as flags.
+        process = start_demo(["--no-wait", "--requests", "3", "--workdir", str(tmp_path),
+                              "--sls", "--sls-endpoint", sls.endpoint,
+                              "--sls-project", "bookinfo-demo", "--sls-logstore", "jaeger-span",
+                              "--sls-accesskey-id", sls.access_key_id], marker,
+                             OPENTRACING_SLS_STORAGE_ALIYUN_SLS_ACCESSKEY_SECRET=(
+                                 sls.access_key_secret))
+        out, _ = process.communicate(timeout=90)
+        assert process.returncode == 0, out
+        written = re.search(r"Shim sinks: local (\d+) written, 0 dropped, "
+                            r"aliyun_sls (\d+) written, 0 dropped", out)
+        assert written and written.group(1) == written.group(2), out
+        logs = sls.logs("bookinfo-demo", "jaeger-span")
+        assert len(logs) == int(written.group(2))
+        services = {dict(log.contents)["process.serviceName"] for log in logs}
+        assert services == {"productpage", "details", "reviews", "ratings"}
+    assert "SLS:       project bookinfo-demo, logstore jaeger-span at 127.0.0.1:" in out
+    assert (tmp_path / "sls-spool").is_dir()
+    assert sls.access_key_secret not in out
+    assert processes_with(marker) == []
 
 
 @linux_only
