@@ -19,12 +19,9 @@ the time spent streaming a body is then not covered.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterator, List, Optional, Pattern, Tuple
-from urllib.parse import quote
 
 import opentracing
 from opentracing import (
@@ -36,7 +33,8 @@ from opentracing import (
 
 from . import diagnostics, forwarding, settings, tagging
 from .patching import Instrumentor
-from .suppression import is_suppressed, suppress_instrumentation
+from .suppression import suppress_instrumentation, suppressed_in_context
+from .wsgi import WSGIHeaders, is_file_wrapper, request_url
 
 #: The environ key holding the request's tracing state.
 STATE_KEY = "opentracing_sls.flask"
@@ -47,38 +45,10 @@ _HOOK_ERRORS = "integrations.flask.hook_errors"
 _QUIET_EXTRACT_ERRORS = (SpanContextCorruptedException, InvalidCarrierException,
                          UnsupportedFormatException)
 _EXCLUDED = object()  # environ marker: this request is not traced
-_URL_SAFE = "/:@!$&'()*+,;=-._~%"
 _now = time.time
 
 RequestHook = Callable[[opentracing.Span, Dict[str, Any]], Any]
 ResponseHook = Callable[[opentracing.Span, Optional[int], List[Tuple[str, str]]], Any]
-
-
-class WSGIHeaders(Mapping):
-    """A read-only, case-insensitive view of the HTTP headers of a WSGI environ.
-
-    A carrier every OpenTracing tracer can read (iteration yields lower-case names). Ours
-    sees the ``environ`` attribute and looks up the few keys it needs in place.
-    """
-
-    __slots__ = ("environ",)
-
-    def __init__(self, environ: Dict[str, Any]) -> None:
-        self.environ = environ
-
-    def __getitem__(self, name: str) -> Any:
-        key = name.upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
-        return self.environ[key]
-
-    def __iter__(self) -> Iterator[str]:
-        for key in list(self.environ):
-            if isinstance(key, str) and key.startswith("HTTP_"):
-                yield key[5:].replace("_", "-").lower()
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
 
 
 class _RequestState:
@@ -217,7 +187,7 @@ class FlaskInstrumentor(Instrumentor):
             for pattern in self.excluded:
                 if pattern.search(path):
                     return _EXCLUDED
-        if is_suppressed():
+        if suppressed_in_context():
             return _EXCLUDED
         forward_list = self.forward_list
         return _RequestState(self.tracer or opentracing.global_tracer(), _now(),
@@ -306,7 +276,7 @@ class FlaskInstrumentor(Instrumentor):
             if state.span is None:
                 self._start_span(state, environ)
                 self._deactivate(state)
-            if state.streamed and not _is_file_wrapper(result, environ):
+            if state.streamed and not is_file_wrapper(result, environ):
                 return _TracedBody(result, state, self)
             self._finish(state)
         except Exception:  # noqa: BLE001
@@ -439,32 +409,6 @@ class _TracedBody:
             except Exception:  # noqa: BLE001
                 diagnostics.internal_error(_ERRORS, "Flask request end")
                 owner._finish_quietly(state)
-
-
-def _is_file_wrapper(result: Any, environ: Dict[str, Any]) -> bool:
-    # Wrapping the server's own file wrapper would cost it its sendfile() path; the span then
-    # ends when the file is handed over.
-    wrapper = environ.get("wsgi.file_wrapper")
-    return isinstance(wrapper, type) and isinstance(result, wrapper)
-
-
-_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9/:@!$&'()*+,;=\-._~%]")
-
-
-def request_url(environ: Dict[str, Any]) -> str:
-    """The request URL as the client sent it (PEP 3333's reconstruction)."""
-    scheme = environ.get("wsgi.url_scheme", "http")
-    host = environ.get("HTTP_HOST")
-    if not host:
-        host = environ.get("SERVER_NAME", "")
-        port = environ.get("SERVER_PORT", "")
-        if port and port != ("443" if scheme == "https" else "80"):
-            host = "%s:%s" % (host, port)
-    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    if _NEEDS_QUOTING.search(path):
-        path = quote(path.encode("latin-1", "replace"), safe=_URL_SAFE)
-    query = environ.get("QUERY_STRING")
-    return "%s://%s%s%s" % (scheme, host, path, "?" + query if query else "")
 
 
 _instrumentor = FlaskInstrumentor()

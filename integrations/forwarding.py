@@ -121,15 +121,20 @@ def apply(outgoing: Any, injected: Mapping[str, str],
     headers win over both. Then trace-context headers the tracer did not write are made
     to agree with the ones it did.
     """
+    # One pass over the (few) existing names: membership tests on a CaseInsensitiveDict
+    # raise and catch KeyError for every miss.
+    present = {name.lower() for name in outgoing}
     if forwarded:
         for name, value in forwarded.items():
-            if name not in injected and name not in outgoing:
+            if name not in injected and name not in present:
                 outgoing[name] = value
+                present.add(name)
     if not injected:
         return
-    outgoing.update(injected)
-    stale = [name for name in TRACE_CONTEXT_HEADERS
-             if name not in injected and name in outgoing]
+    for name, value in injected.items():
+        outgoing[name] = value
+    stale = [name for name in present
+             if name in TRACE_CONTEXT_HEADERS and name not in injected]
     if not stale or TRACE_CONTEXT_HEADERS.isdisjoint(injected):
         # Nothing stale, or the tracer speaks neither B3 nor W3C: copies stay verbatim.
         return

@@ -88,11 +88,9 @@ class RequestsInstrumentor(Instrumentor):
                     return None
             tracer = self.tracer or opentracing.global_tracer()
             method = request.method or "GET"
-            parts = urlsplit(url)
             span_tags = {tagging.SPAN_KIND: tagging.CLIENT, tagging.COMPONENT: COMPONENT,
-                         tagging.HTTP_METHOD: method, tagging.HTTP_URL: _public_url(parts)}
-            tagging.add_peer(span_tags, parts.hostname,
-                             _port(parts) or _DEFAULT_PORTS.get(parts.scheme))
+                         tagging.HTTP_METHOD: method}
+            _add_url_tags(span_tags, url)
             scope = tracer.start_active_span(method, tags=span_tags)
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "starting a requests client span")
@@ -142,19 +140,30 @@ class RequestsInstrumentor(Instrumentor):
                 diagnostics.internal_error(_ERRORS, "finishing a requests client span")
 
 
-def _port(parts: Any) -> Optional[int]:
-    try:
-        return parts.port
-    except ValueError:
-        return None
+# scheme://netloc -> the peer tags; services call a handful of hosts, so this stays small.
+_peer_cache: Dict[Tuple[str, str], Dict[str, Any]] = {}
+_PEER_CACHE_MAX = 1024
 
 
-def _public_url(parts: Any) -> str:
-    """The URL without user name and password."""
-    if "@" not in parts.netloc:
-        return urlunsplit(parts)
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+def _add_url_tags(span_tags: Dict[str, Any], url: str) -> None:
+    """``http.url`` without user name and password, and the peer tags of its host."""
+    parts = urlsplit(url)
+    key = (parts.scheme, parts.netloc)
+    peer = _peer_cache.get(key)
+    if peer is None:
+        peer = {}
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        tagging.add_peer(peer, parts.hostname, port or _DEFAULT_PORTS.get(parts.scheme))
+        if len(_peer_cache) < _PEER_CACHE_MAX:
+            _peer_cache[key] = peer
+    span_tags.update(peer)
+    if "@" in parts.netloc:
+        url = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[1], parts.path,
+                          parts.query, parts.fragment))
+    span_tags[tagging.HTTP_URL] = url
 
 
 _instrumentor = RequestsInstrumentor()

@@ -41,3 +41,8 @@ def suppress_instrumentation() -> Iterator[None]:
 def is_suppressed() -> bool:
     """True inside :func:`suppress_instrumentation` or on one of our own threads."""
     return _suppressed.get() or _current_thread().name.startswith(OWN_THREAD_PREFIXES)
+
+
+#: True inside :func:`suppress_instrumentation` (server side: our own threads serve no
+#: requests, so the thread-name check is not needed there).
+suppressed_in_context = _suppressed.get

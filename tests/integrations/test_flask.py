@@ -460,3 +460,41 @@ def test_concurrent_requests_get_their_own_spans(instrumented, serve):
     server_spans = {s.span_id for s in instrumented.reporter.get_spans()
                     if s.operation_name == "/slow/<n>"}
     assert server_spans == set(answers.values()) and len(server_spans) == 8
+
+
+def test_file_responses_keep_the_servers_file_wrapper(instrumented, spans, tmp_path):
+    from werkzeug.wsgi import FileWrapper
+
+    (tmp_path / "report.txt").write_bytes(b"x" * 10000)
+    app = Flask("files")
+
+    @app.route("/report")
+    def report():
+        return flask.send_file(tmp_path / "report.txt")
+
+    class ServerFileWrapper(FileWrapper):
+        """Stands for a server's own wrapper (gunicorn's enables sendfile)."""
+
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(path="/report").get_environ()
+    environ["wsgi.file_wrapper"] = ServerFileWrapper
+    body = app(environ, lambda status, headers, exc_info=None: None)
+    # Returned as is, so the server keeps its sendfile path; the span ended on hand-over.
+    assert type(body) is ServerFileWrapper
+    assert spans()["/report"].tags["http.status_code"] == 200
+    body.close()
+
+
+def test_wsgi_headers_carrier_and_request_url():
+    from opentracing_sls.integrations.wsgi import WSGIHeaders, request_url
+
+    environ = {"HTTP_X_B3_TRACEID": "abc", "CONTENT_TYPE": "text/plain", "PATH_INFO": "/a b",
+               "SERVER_NAME": "example", "SERVER_PORT": "443", "wsgi.url_scheme": "https",
+               "QUERY_STRING": "q=1"}
+    headers = WSGIHeaders(environ)
+    assert headers["X-B3-TraceId"] == "abc" and headers["content-type"] == "text/plain"
+    assert dict(headers) == {"x-b3-traceid": "abc"} and len(headers) == 1
+    assert request_url(environ) == "https://example/a%20b?q=1"
+    environ["SERVER_PORT"] = "8443"
+    assert request_url(environ) == "https://example:8443/a%20b?q=1"
