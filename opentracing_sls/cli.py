@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .shim.main import add_shim_parser
 
     add_shim_parser(sub)
+    from .testing.sls_server_cli import add_sls_server_parser
+
+    add_sls_server_parser(sub)
     from .shim.traces_cli import add_traces_parser
 
     add_traces_parser(sub)

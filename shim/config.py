@@ -13,9 +13,11 @@ import argparse
 import os
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
+from . import sls_config
+
 ENV_PREFIX = "OPENTRACING_SLS_"
-STORAGE_TYPES = ("local", "jaeger_agent")
-PLANNED_STORAGE_TYPES = ("aliyun_sls",)
+STORAGE_TYPES = ("local", "jaeger_agent", "aliyun_sls")
+PLANNED_STORAGE_TYPES: Tuple[str, ...] = ()
 
 
 class ConfigError(ValueError):
@@ -110,6 +112,7 @@ class Key(NamedTuple):
     default: Any
     parse: Callable[[Any], Any]
     help: str
+    secret: bool = False  # never echoed: errors say "(got ***)", --check-config shows ***
 
     @property
     def env_name(self) -> str:
@@ -129,7 +132,7 @@ KEYS: Tuple[Key, ...] = (
     Key("listen.query_port", 16686, _port,
         "HTTP, the Jaeger query API (/api/...) and the web UI (/) over the stored spans"),
     Key("storage.type", ("local",), _storage_types,
-        "sinks, comma-separated: local, jaeger_agent (several = fan-out)"),
+        "sinks, comma-separated: local, jaeger_agent, aliyun_sls (several = fan-out)"),
     Key("storage.local.path", "./spans.db", _text, "SQLite file of the local store"),
     Key("storage.jaeger_agent.host_port", "", _host_port,
         "jaeger-agent to forward to as compact UDP (required with storage.type jaeger_agent)"),
@@ -143,7 +146,7 @@ KEYS: Tuple[Key, ...] = (
         "largest accepted HTTP request body, after gzip decompression"),
     Key("workers", 1, _positive_int,
         "receiving processes sharing the UDP ports (SO_REUSEPORT)"),
-)
+) + tuple(Key(*spec) for spec in sls_config.KEY_SPECS)  # storage.aliyun_sls.*, spool.*
 KEYS_BY_NAME: Dict[str, Key] = {key.name: key for key in KEYS}
 
 
@@ -207,14 +210,18 @@ def resolve(flags: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping
             except ValueError as exc:
                 where = ("--" + name) if source == "command line" else (
                     key.env_name if source == "environment" else source)
-                raise ConfigError("config key %r (%s): %s (got %r)"
-                                  % (name, where, exc, raw)) from None
+                raise ConfigError("config key %r (%s): %s (got %s)"
+                                  % (name, where, exc, "***" if key.secret else repr(raw))
+                                  ) from None
     if "jaeger_agent" in config["storage.type"] and not config["storage.jaeger_agent.host_port"]:
         raise ConfigError("config key 'storage.jaeger_agent.host_port': required when "
                           "storage.type includes jaeger_agent")
     path = config["sampling.strategies_file"]
     if path and not os.path.isfile(path):
         raise ConfigError("config key 'sampling.strategies_file': no such file %r" % path)
+    problem = sls_config.check(config)
+    if problem:
+        raise ConfigError("config key %r: %s" % problem)
     return config
 
 

@@ -30,3 +30,28 @@ class ShimMetrics:
                                ["sink", "reason"], registry=r)
         self.queue_length = Gauge(PREFIX + "queue_length", "Items waiting in a queue",
                                   ["queue"], registry=r)
+        # The aliyun_sls sink and its disk spool (docs/sls.md); the series appear when used.
+        self.sls_requests = Counter(PREFIX + "sls_requests", "SLS API calls, by outcome",
+                                    ["operation", "outcome"], registry=r)
+        self.sls_retries = Counter(PREFIX + "sls_retries",
+                                   "SLS calls retried after a retryable error", ["reason"],
+                                   registry=r)
+        self.sls_logs_written = Counter(PREFIX + "sls_logs_written", "Spans SLS accepted",
+                                        ["path"], registry=r)
+        self.sls_bytes_written = Counter(PREFIX + "sls_bytes_written",
+                                         "Raw (uncompressed) LogGroup bytes SLS accepted",
+                                         ["path"], registry=r)
+        self.sls_values_truncated = Counter(PREFIX + "sls_values_truncated",
+                                            "Span values cut to fit SLS limits", ["limit"],
+                                            registry=r)
+        self.spool_bytes = Gauge(PREFIX + "spool_bytes", "Bytes of the disk spool's files",
+                                 ["sink"], registry=r)
+        self.spool_batches = Gauge(PREFIX + "spool_batches", "Batches waiting in the spool",
+                                   ["sink"], registry=r)
+        self.spool_spans = Gauge(PREFIX + "spool_spans", "Spans waiting in the spool",
+                                 ["sink"], registry=r)
+        self.spool_replayed = Counter(PREFIX + "spool_replayed_batches",
+                                      "Spooled batches delivered", ["sink"], registry=r)
+        self.spool_corrupt = Counter(PREFIX + "spool_corrupt_bytes",
+                                     "Damaged spool bytes skipped (torn or corrupt records)",
+                                     ["sink"], registry=r)

@@ -56,6 +56,10 @@ class Shim:
         self.reuse_port = reuse_port or config["workers"] > 1
         self.metrics = ShimMetrics()
         self.sinks: List[Sink] = build_sinks(config, self.metrics)
+        if "aliyun_sls" in config["storage.type"]:
+            from .sls_sink import build_sls_sink  # imports the SLS SDK only when used
+
+            self.sinks.append(build_sls_sink(config, self.metrics))
         self.receivers: List[UdpReceiver] = []
         self.strategies = (Strategies.from_file(config["sampling.strategies_file"],
                                                 config["sampling.default_probability"])
@@ -76,9 +80,15 @@ class Shim:
 
     def health(self) -> Dict[str, Any]:
         dead = [s.name for s in self.sinks if s._thread is not None and not s._thread.is_alive()]
-        return {"status": "unhealthy" if dead else "ok", "dead_sinks": dead,
-                "uptime_seconds": round(time.monotonic() - self.started_at, 3),
-                "sinks": [s.name for s in self.sinks]}
+        # Sinks that report their own state (aliyun_sls: halted on refused credentials).
+        details = {s.name: s.health() for s in self.sinks if hasattr(s, "health")}
+        failing = [name for name, state in details.items() if not state.get("healthy", True)]
+        report = {"status": "unhealthy" if dead or failing else "ok", "dead_sinks": dead,
+                  "uptime_seconds": round(time.monotonic() - self.started_at, 3),
+                  "sinks": [s.name for s in self.sinks]}
+        if details:
+            report["sink_health"] = details
+        return report
 
     # -- lifecycle -----------------------------------------------------------------------------
 

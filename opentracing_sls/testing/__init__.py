@@ -21,7 +21,17 @@ from ..reporting import InMemoryReporter
 from ..sampling import ConstSampler, Sampler
 from ..tracer import Tracer
 
-__all__ = ["InMemoryReporter", "free_ports", "make_span_record", "make_test_tracer"]
+__all__ = ["InMemoryReporter", "SlsServer", "free_ports", "make_span_record",
+           "make_test_tracer"]
+
+
+def __getattr__(name: str) -> Any:
+    # The SLS test server needs the shim extra (the SLS SDK): imported on first use only.
+    if name == "SlsServer":
+        from .sls_server import SlsServer
+
+        return SlsServer
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 def make_test_tracer(service_name: str = "test-service", sampler: Optional[Sampler] = None,

@@ -34,7 +34,7 @@ def test_file_then_env_then_flags(tmp_path):
     ({"listen.compact_port": "70000"}, "'listen.compact_port' (--listen.compact_port)"),
     ({"listen.zipkin_port": "http"}, "port number"),
     ({"storage.type": "s3"}, "unknown type 's3'"),
-    ({"storage.type": "aliyun_sls"}, "not available in this version"),
+    ({"storage.type": "aliyun_sls"}, "required when storage.type includes aliyun_sls"),
     ({"storage.type": "jaeger_agent"}, "storage.jaeger_agent.host_port"),
     ({"storage.type": "local,jaeger_agent", "storage.jaeger_agent.host_port": "agent"},
      "host:port"),
