@@ -58,8 +58,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="demo.py", description=__doc__.split("\n\n")[1].replace("\n", " "),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="demo.py",
+        description="BookInfo traced end to end on this machine: starts the opentracing-sls "
+                    "shim (local store, query UI) and the four BookInfo services under "
+                    "`opentracing-sls run`, sends page views, prints what was stored and the "
+                    "last page view's trace, then runs until Ctrl-C and stops everything.",
         epilog="SLS parameters not given as flags are read from %s ... %s."
                % (env_name(SLS_PARAMETERS["sls_endpoint"]),
                   env_name(SLS_PARAMETERS["sls_accesskey_secret"])))
@@ -83,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write them to Alibaba Cloud Log Service (the shim's "
                             "aliyun_sls sink) with the five parameters below")
     for dest, key in SLS_PARAMETERS.items():
+        note = " (a flag shows in ps: prefer the variable)" if "secret" in dest else ""
         sinks.add_argument("--" + dest.replace("_", "-"), dest=dest, metavar="VALUE",
-                           help="%s (or $%s)" % (key, env_name(key)))
+                           help="%s (or $%s)%s" % (key, env_name(key), note))
     sinks.add_argument("--jaeger-agent", metavar="HOST:PORT",
                        help="also forward them to this jaeger-agent (compact Thrift, UDP)")
     return parser

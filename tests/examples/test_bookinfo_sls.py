@@ -123,3 +123,47 @@ def test_ratings_down_the_error_is_in_sls(stack, sls):
         assert "ConnectionError" in to_ratings["logs"]
     finally:
         stack.restart_service("ratings")
+
+
+def test_the_walkthroughs_sls_statements_run_on_bookinfo_spans(stack, sls):
+    """Every statement of docs/istio-sls-walkthrough.md, through the official SDK, on the
+    spans of a few real page views (one of them slow and failing, for the error queries)."""
+    from aliyun.log import GetLogsRequest, LogClient
+
+    from .test_walkthrough_doc import sls_blocks, text
+
+    stack.set_faults("details", abort=503)
+    try:
+        request_id = envoy_request_id()
+        requests.get(stack.url("productpage", "/productpage"), timeout=20,
+                     headers={"x-request-id": request_id})
+    finally:
+        stack.set_faults("details", abort=0)
+    for _ in range(2):
+        requests.get(stack.url("productpage", "/productpage"), timeout=20)
+    trace_id = trace_id_of(stack, request_id)
+    assert len(sls_spans(sls, trace_id, 7)) == 7
+    client = LogClient(sls.endpoint, sls.access_key_id, sls.access_key_secret,
+                       source="127.0.0.1")
+    client._isRowIp = True  # a local server (see SlsServer's docstring)
+    now = int(time.time())
+    statements = sls_blocks(text())
+    for statement in statements:
+        query = statement.replace("<trace id>", "%016x" % trace_id)
+        response = client.get_logs(GetLogsRequest(PROJECT, LOGSTORE, now - 3600, now + 60,
+                                                  query=query, line=100))
+        rows = [log.get_contents() for log in response.get_logs()]
+        if "duration >= 3000000" in statement:
+            assert rows == [], statement  # no page view was that slow
+            continue
+        assert rows, statement
+        if "count_if" in statement:
+            details = next(r for r in rows if r["service"] == "details")
+            assert float(details["error_pct"]) > 0
+        if "tags.error: true" == statement:
+            assert {r["process.serviceName"] for r in rows} >= {"productpage", "details"}
+        if "sum(duration)" in statement:
+            assert {r["service"] for r in rows} == {"productpage", "details", "reviews",
+                                                    "ratings"}
+        if '"process.tags.version"' in statement:
+            assert [r["version"] for r in rows] == ["v3"]
