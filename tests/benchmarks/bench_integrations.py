@@ -25,8 +25,13 @@ Subjects, each in its own process (their patches are process-wide):
 
 Added time: within each subject's process, R runs of N requests without tracing and R runs
 with it, interleaved (alternating order); the figure is median(traced) - median(untraced),
-so the stub's and Flask's own costs cancel out. Sampled: const sampler 1 / ALWAYS_ON, the
-incoming ``x-b3-sampled: 1``. Unsampled: const 0 / ALWAYS_OFF, ``x-b3-sampled: 0``.
+so the stub's and Flask's own costs cancel out. It is wall time, as the application sees it
+(the reporter threads' work counts as far as it happens during the run). "added CPU" is
+process CPU time per request with the reporter's export of the run included (a flush ends
+the timed window): the whole cost, and less sensitive to other load on the machine. The
+row "ours with the no-op tracer" is the integration's own glue, without any tracer work.
+Sampled: const sampler 1 / ALWAYS_ON, the incoming ``x-b3-sampled: 1``. Unsampled: const 0 /
+ALWAYS_OFF, ``x-b3-sampled: 0``.
 
 Targets (issue 5): sampled <= +20 us and <= 0.25 x the best peer; unsampled <= +8 us.
 """
@@ -51,9 +56,12 @@ SAMPLED_TARGET = 20e-6
 SAMPLED_RATIO_TARGET = 0.25
 UNSAMPLED_TARGET = 8e-6
 SUBJECTS = ("ours", "jaeger", "otel")
+#: Not a peer: our integrations with OpenTracing's no-op tracer, i.e. the glue alone.
+GLUE = "ours-noop"
 LABELS = {"ours": "opentracing-sls integrations",
           "jaeger": "flask-opentracing + jaeger-client",
-          "otel": "OpenTelemetry flask + requests"}
+          "otel": "OpenTelemetry flask + requests",
+          GLUE: "  (ours with the no-op tracer: glue only)"}
 ROUTE = "/api/v1/products/<id>"
 
 
@@ -164,13 +172,14 @@ class Subject:
         self.plain = _make_app(self.session, stub)
         self.enable: Callable[[], None] = lambda: None
         self.disable: Callable[[], None] = lambda: None
-        if key == "ours":
+        if key in ("ours", GLUE):
             import opentracing
 
             from opentracing_sls import integrations
 
             self.peer = _tracers.Ours(sink, service, sampled)
-            opentracing.set_global_tracer(self.peer.tracer)
+            opentracing.set_global_tracer(self.peer.tracer if key == "ours"
+                                          else opentracing.Tracer())
             self.traced = self.plain
             self.enable = lambda: integrations.instrument()
             self.disable = lambda: integrations.uninstrument()
@@ -236,8 +245,9 @@ def subject_main(args: argparse.Namespace) -> None:
     environ = _environ(args.sampled)
     traced_requests = 0
     times: Dict[str, List[float]] = {"plain": [], "traced": []}
+    cpu: Dict[str, List[float]] = {"plain": [], "traced": []}
 
-    def timed(mode: str, n: int) -> float:
+    def timed(mode: str, n: int) -> Tuple[float, float]:
         nonlocal traced_requests
         if mode == "traced":
             subject.enable()
@@ -247,24 +257,28 @@ def subject_main(args: argparse.Namespace) -> None:
             subject.disable()
             app = subject.plain
         gc.collect()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         subject.run(app, environ, n)
         elapsed = (time.perf_counter() - start) / n
-        subject.disable()
         if mode == "traced":
-            subject.peer.flush(30)  # outside the timed region: runs stay independent
-        return elapsed
+            # CPU: every thread of the process, the reporter's export of this run included.
+            subject.peer.flush(30)
+        elapsed_cpu = (time.process_time() - start_cpu) / n
+        subject.disable()
+        return elapsed, elapsed_cpu
 
     for mode in ("plain", "traced"):
         timed(mode, args.warmup)
     for r in range(args.repeats):
         order = ("plain", "traced") if r % 2 == 0 else ("traced", "plain")
         for mode in order:
-            times[mode].append(timed(mode, args.n))
+            wall, cpu_time = timed(mode, args.n)
+            times[mode].append(wall)
+            cpu[mode].append(cpu_time)
     subject.peer.flush(30)
     closed = subject.peer.close(15)
-    print(json.dumps({"times": times, "traced_requests": traced_requests, "closed": closed,
-                      "dropped": subject.peer.dropped()}), flush=True)
+    print(json.dumps({"times": times, "cpu": cpu, "traced_requests": traced_requests,
+                      "closed": closed, "dropped": subject.peer.dropped()}), flush=True)
 
 
 # --------------------------------------------------------------------------- the parent
@@ -302,21 +316,22 @@ def measure(sinks: Any, sampled: bool, stub: str, n: int, repeats: int, warmup: 
     """Each subject in its own process, ``rounds`` times in rotating order."""
     results: Dict[str, Dict[str, Any]] = {}
     mode = "sampled" if sampled else "unsampled"
+    keys = SUBJECTS + (GLUE,)
     for r in range(rounds):
-        keys = list(SUBJECTS[r % 3:] + SUBJECTS[:r % 3])
-        for key in keys:
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
             sink = sinks.otel if key == "otel" else sinks.udp
             service = "bench-int-%s-%s-%d" % (mode, key, r)
             out = _run_subject(key, sampled, stub, sink, service, n, repeats, warmup)
-            added = median(out["times"]["traced"]) - median(out["times"]["plain"])
-            entry = results.setdefault(key, {"added": [], "plain": [], "traced": [],
-                                             "expected": 0, "server": 0, "client": 0,
-                                             "dropped": 0})
-            entry["added"].append(added)
-            entry["plain"].append(median(out["times"]["plain"]))
-            entry["traced"].append(median(out["times"]["traced"]))
+            entry = results.setdefault(key, {"added": [], "added_cpu": [], "plain": [],
+                                             "traced": [], "expected": 0, "server": 0,
+                                             "client": 0, "dropped": 0})
+            times, cpu = out["times"], out["cpu"]
+            entry["added"].append(median(times["traced"]) - median(times["plain"]))
+            entry["added_cpu"].append(median(cpu["traced"]) - median(cpu["plain"]))
+            entry["plain"].append(median(times["plain"]))
+            entry["traced"].append(median(times["traced"]))
             entry["dropped"] += out["dropped"]
-            if sampled:
+            if sampled and key != GLUE:
                 expected = out["traced_requests"]
                 entry["expected"] += expected
                 entry["server"] += sink.wait_for(service, _server_op(key), expected, 30)[0]
@@ -327,18 +342,20 @@ def measure(sinks: Any, sampled: bool, stub: str, n: int, repeats: int, warmup: 
 def report(results: Dict[str, Dict[str, Any]], sampled: bool) -> Dict[str, float]:
     added = {key: median(r["added"]) for key, r in results.items()}
     rows = []
-    for key in SUBJECTS:
+    for key in SUBJECTS + (GLUE,):
         r = results[key]
         row = [LABELS[key], "%.1f" % (median(r["plain"]) * 1e6),
                "%.1f" % (median(r["traced"]) * 1e6), "%+.1f" % (added[key] * 1e6),
                " ".join("%+.1f" % (a * 1e6) for a in r["added"]),
+               "%+.1f" % (median(r["added_cpu"]) * 1e6),
                "%.3f x" % (added[key] / added["ours"]) if added["ours"] > 0 else "n/a"]
         if sampled:
             row.append("%d/%d server, %d/%d client, %d dropped" % (
-                r["server"], r["expected"], r["client"], r["expected"], r["dropped"]))
+                r["server"], r["expected"], r["client"], r["expected"], r["dropped"])
+                if key != GLUE else "-")
         rows.append(row)
     headers = ["subject", "untraced us/req", "traced us/req", "added us", "added per round",
-               "vs ours"]
+               "added CPU us", "vs ours"]
     if sampled:
         headers.append("spans delivered")
     table(headers, rows)
@@ -398,7 +415,7 @@ def main() -> int:
                         help="call a loopback HTTP stub process instead of the in-process "
                              "adapter (noisier)")
     parser.add_argument("--stub", help=argparse.SUPPRESS, nargs="?", const="serve")
-    parser.add_argument("--subject", choices=SUBJECTS, help=argparse.SUPPRESS)
+    parser.add_argument("--subject", choices=SUBJECTS + (GLUE,), help=argparse.SUPPRESS)
     parser.add_argument("--sampled", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sink-kind", help=argparse.SUPPRESS)
