@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="v1: no stars, v2: black stars, v3: red stars (default v3); "
                              "v2 and v3 call ratings")
     parser.add_argument("--workdir", metavar="DIR",
-                        help="keep the store (spans.db) and the logs here (default: a "
-                             "temporary directory, removed on exit)")
+                        help="keep the store (spans.db) and the logs here; an existing "
+                             "store is added to (default: a temporary directory, removed on "
+                             "exit)")
     parser.add_argument("--free-ports", action="store_true",
                         help="use free ports even when 9080 and 16686 are available")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",

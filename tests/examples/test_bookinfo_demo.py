@@ -4,6 +4,7 @@ trace, a clean exit on Ctrl-C, and no process left behind."""
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import signal
@@ -195,3 +196,34 @@ def test_ctrl_c_stops_everything(tmp_path):
                      r"productpage \(0\), shim \(0\)\.", rest), rest
     assert processes_with(marker) == []
     assert (tmp_path / "spans.db").exists() and (tmp_path / "productpage.log").exists()
+
+
+def test_request_ids_look_like_envoys_sampled_ones():
+    from bookinfo.traffic import envoy_request_id
+
+    ids = {envoy_request_id() for _ in range(50)}
+    assert len(ids) == 50
+    for rid in ids:
+        assert str(uuid.UUID(rid)) == rid and rid[14] == "9"  # Envoy's "sampled" reason
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_redraws_on_a_terminal_and_prints_quarters_otherwise():
+    from bookinfo.traffic import ProgressBar
+
+    terminal = _Terminal()
+    bar = ProgressBar(4, terminal, width=8)
+    for done in range(1, 5):
+        bar.update(done, "(as jason)")
+    assert terminal.getvalue().count("\r") == 4
+    assert terminal.getvalue().endswith("\r  [########] 4/4 (as jason)\n")
+    log = io.StringIO()
+    bar = ProgressBar(100, log)
+    for done in range(1, 101):
+        bar.update(done)
+    assert log.getvalue().splitlines() == ["  %d/100 page views " % n for n in (1, 25, 50, 75,
+                                                                             100)]
