@@ -262,9 +262,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except StackError as exc:
         print("demo.py: %s" % exc, file=sys.stderr)
         status = 1
+    except OSError as exc:  # requests' errors too: productpage went away mid-traffic
+        print("demo.py: %s (logs in %s)" % (exc, workdir), file=sys.stderr)
+        status = 1
     finally:
-        # A second Ctrl-C must not cut the clean-up short.
+        # A second Ctrl-C (or a SIGTERM) must not cut the clean-up short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         statuses = stack.stop()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)

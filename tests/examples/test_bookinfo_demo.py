@@ -227,3 +227,15 @@ def test_progress_bar_redraws_on_a_terminal_and_prints_quarters_otherwise():
         bar.update(done)
     assert log.getvalue().splitlines() == ["  %d/100 page views " % n for n in (1, 25, 50, 75,
                                                                              100)]
+
+
+@linux_only
+def test_a_failed_start_is_reported_and_cleaned_up():
+    marker = "failed-start-%s" % uuid.uuid4().hex
+    # Nothing starts in 10 ms: the shim is reported as not answering, with its log.
+    process = start_demo(["--no-wait", "--timeout", "0.01"], marker)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 1, out
+    assert re.search(r"demo\.py: shim did not answer http://127\.0\.0\.1:\d+/healthz", out), out
+    assert "Stopped shim (" in out
+    assert processes_with(marker) == []
