@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import re
 import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -19,6 +26,7 @@ import yaml
 from opentracing_sls import env as tracer_env
 from opentracing_sls.integrations import settings as integration_settings
 from opentracing_sls.shim import config as shim_config
+from opentracing_sls.testing import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 K8S = os.path.join(ROOT, "examples", "bookinfo", "kubernetes")
@@ -437,3 +445,44 @@ def test_the_readme_style_commands_in_the_dockerfiles_build_from_the_root():
         argv = shlex.split(command)
         assert argv[argv.index("-f") + 1] == "examples/bookinfo/kubernetes/" + name
         assert argv[-1] == "."
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+def test_a_deployments_command_and_environment_run_as_written(docs, tmp_path):
+    """details-v1's container command and env, verbatim but for the bind address and the
+    node's IP: gunicorn under opentracing-sls run serves, and its spans reach the agent."""
+    _, container = _bookinfo(docs)["details-v1"]
+    agent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    agent.bind(("127.0.0.1", 0))
+    agent.settimeout(10)
+    [port] = free_ports(1)
+    command = list(container["command"])
+    command[command.index("--bind") + 1] = "127.0.0.1:%d" % port
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAEGER_", "OPENTRACING"))}
+    env.update(env_values(container))
+    env["JAEGER_AGENT_HOST"] = "127.0.0.1"  # status.hostIP
+    env["JAEGER_AGENT_PORT"] = str(agent.getsockname()[1])
+    env["JAEGER_REPORTER_FLUSH_INTERVAL"] = "0.1"
+    env["PYTHONPATH"] = os.path.join(ROOT, "examples")  # the image's /app
+    # The image has opentracing-sls and gunicorn on PATH; here they are next to the venv's python.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, \
+                    process.stderr.read().decode() if process.poll() is not None else "timeout"
+                time.sleep(0.1)
+        with urllib.request.urlopen("http://127.0.0.1:%d/details/0" % port, timeout=5) as r:
+            assert json.loads(r.read())["ISBN-13"] == "123-1234567890"
+        datagram = agent.recv(70000)  # the /details span (the probe path is excluded)
+        assert b"details" in datagram and b"/details/<product_id>" in datagram
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
+        agent.close()
