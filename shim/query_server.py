@@ -30,11 +30,23 @@ over the shim's local span store, or over SLS.
   opentracing-sls query --storage.local.path ./spans.db
   open http://localhost:16686/
 
+Over SLS (the logstore the shim's aliyun_sls sink writes; the secret from the environment):
+
+  export OPENTRACING_SLS_STORAGE_ALIYUN_SLS_ACCESSKEY_SECRET=...
+  opentracing-sls query --storage.type aliyun_sls \
+      --storage.aliyun_sls.endpoint cn-hangzhou.log.aliyuncs.com \
+      --storage.aliyun_sls.project my-traces --storage.aliyun_sls.accesskey.id LTAI...
+
 Settings are the shim's keys (defaults < --config FILE < OPENTRACING_SLS_* environment <
 flags); only those below matter here. The store is read while a shim writes it."""
 
-#: The keys this command reads (the SLS ones when this version has them).
-_QUERY_KEY_PREFIXES = ("listen.host", "listen.query_port", "storage.")
+#: The keys this command reads: where to listen, which store, how to reach SLS (the sink's
+#: batching, retry and spool keys are about writing).
+QUERY_KEYS = ("listen.host", "listen.query_port", "storage.type", "storage.local.path",
+              "storage.aliyun_sls.endpoint", "storage.aliyun_sls.project",
+              "storage.aliyun_sls.logstore", "storage.aliyun_sls.accesskey.id",
+              "storage.aliyun_sls.accesskey.secret", "storage.aliyun_sls.accesskey.secret_file",
+              "storage.aliyun_sls.security_token", "storage.aliyun_sls.timeout_ms")
 
 
 class NoReader(Exception):
@@ -74,8 +86,7 @@ def add_query_parser(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", metavar="FILE", help="YAML file with any of the keys below")
     for key in KEYS:
-        if not key.name.startswith(_QUERY_KEY_PREFIXES) or key.name.startswith(
-                "storage.jaeger_agent"):
+        if key.name not in QUERY_KEYS:
             continue
         default = ",".join(key.default) if isinstance(key.default, tuple) else key.default
         parser.add_argument("--" + key.name, dest=key.name, default=None, metavar="VALUE",

@@ -319,3 +319,49 @@ def test_the_documented_analysis_examples_run(sls: SlsServer) -> None:
     rows = [log.get_contents() for log in client.get_log(
         PROJECT, LOGSTORE, now - 86400, now + 60, query=join, size=0).get_logs()]
     assert {"caller": "frontend", "callee": "mailer", "calls": "1"} in rows
+
+
+def test_query_command_over_sls(sls: SlsServer, tmp_path) -> None:
+    """``opentracing-sls query --storage.type aliyun_sls ...`` as a process, secret from the
+    environment."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from opentracing_sls.testing import free_ports
+
+    [port] = free_ports(1)
+    env = dict(os.environ, OPENTRACING_SLS_STORAGE_ALIYUN_SLS_ACCESSKEY_SECRET=
+               sls.access_key_secret)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opentracing_sls.cli", "query", "--storage.type", "aliyun_sls",
+         "--storage.aliyun_sls.endpoint", sls.endpoint, "--storage.aliyun_sls.project", PROJECT,
+         "--storage.aliyun_sls.accesskey.id", sls.access_key_id, "--listen.host", "127.0.0.1",
+         "--listen.query_port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/api/traces/%x" % (port, SHOP),
+                                            timeout=5) as response:
+                    trace = json.loads(response.read())["data"][0]
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert process.poll() is None, process.stdout.read()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert len(trace["spans"]) == 4
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert "over the aliyun_sls store" in output
+    assert sls.access_key_secret not in output

@@ -106,6 +106,8 @@ def test_query_help_lists_its_keys() -> None:
     for flag in ("--storage.local.path", "--listen.query_port", "--listen.host", "--config"):
         assert flag in result.stdout
     assert "--listen.compact_port" not in result.stdout  # the shim's receivers are not ours
+    assert "--storage.aliyun_sls.endpoint" in result.stdout
+    assert "--storage.aliyun_sls.senders" not in result.stdout  # writing, not reading
 
 
 def _zipkin_span(trace: str, span: str, parent: str, name: str, service: str,
