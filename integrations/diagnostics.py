@@ -9,6 +9,7 @@ most one a minute with the number of occurrences not logged.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Dict
@@ -22,6 +23,16 @@ _lock = threading.Lock()
 _counters: Dict[str, int] = {}
 _last_logged: Dict[str, float] = {}
 _unlogged: Dict[str, int] = {}
+
+
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at fork(): the child would wait for it forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def count(name: str, value: int = 1) -> None:
