@@ -46,6 +46,9 @@ _QUIET_EXTRACT_ERRORS = (SpanContextCorruptedException, InvalidCarrierException,
                          UnsupportedFormatException)
 _EXCLUDED = object()  # environ marker: this request is not traced
 _now = time.time
+_global_tracer = opentracing.global_tracer
+_set_forwarded = forwarding.FORWARDED.set
+_reset_forwarded = forwarding.FORWARDED.reset
 
 RequestHook = Callable[[opentracing.Span, Dict[str, Any]], Any]
 ResponseHook = Callable[[opentracing.Span, Optional[int], List[Tuple[str, str]]], Any]
@@ -143,14 +146,14 @@ class FlaskInstrumentor(Instrumentor):
         if state is _EXCLUDED:
             with suppress_instrumentation():
                 return wrapped(environ, start_response)
-        token = forwarding.activate(state.forwarded)
+        token = _set_forwarded(state.forwarded)
         try:
             result = wrapped(environ, state.wrap_start_response(start_response))
         except BaseException as exc:
             self._end_failed(state, exc, environ)
             raise
         finally:
-            forwarding.deactivate(token)
+            _reset_forwarded(token)
         return self._end(state, result, environ)
 
     def _full_dispatch_request(self, wrapped: Any, instance: Any, args: Tuple[Any, ...],
@@ -166,40 +169,46 @@ class FlaskInstrumentor(Instrumentor):
             except BaseException as exc:
                 self._record_exception(state, exc)
                 raise
-            self._record_response(state, response)
+            try:
+                state.streamed = response.is_streamed
+            except Exception:  # noqa: BLE001 - not a werkzeug Response: it may stream
+                state.streamed = True
             return response
-        token = forwarding.activate(state.forwarded)
+        token = _set_forwarded(state.forwarded)
         try:
             response = wrapped(*args, **kwargs)
         except BaseException as exc:
             self._end_failed(state, exc, None)
             raise
         finally:
-            forwarding.deactivate(token)
+            _reset_forwarded(token)
         self._end_standalone(state, response)
         return response
 
     # -- request lifecycle (all guarded) ---------------------------------------------------
 
     def _new_state(self, environ: Dict[str, Any]) -> Any:
+        """The state of a request just arriving (stored in ``environ``), or ``_EXCLUDED``."""
         if self.excluded:
             path = environ.get("PATH_INFO", "")
             for pattern in self.excluded:
                 if pattern.search(path):
+                    environ[STATE_KEY] = _EXCLUDED
                     return _EXCLUDED
         if suppressed_in_context():
+            environ[STATE_KEY] = _EXCLUDED
             return _EXCLUDED
         forward_list = self.forward_list
-        return _RequestState(self.tracer or opentracing.global_tracer(), _now(),
-                             forward_list.capture(environ) if forward_list else None)
+        state = _RequestState(self.tracer or _global_tracer(), _now(),
+                              forward_list.capture(environ) if forward_list else None)
+        environ[STATE_KEY] = state
+        return state
 
     def _enter(self, environ: Dict[str, Any]) -> Any:
         try:
             if STATE_KEY in environ:  # an outer call already handles this request
                 return None
-            state = self._new_state(environ)
-            environ[STATE_KEY] = state
-            return state
+            return self._new_state(environ)
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "Flask request set-up")
             return None
@@ -212,7 +221,6 @@ class FlaskInstrumentor(Instrumentor):
             standalone = state is None
             if standalone:
                 state = self._new_state(environ)
-                environ[STATE_KEY] = state
             if state is _EXCLUDED or state.span is not None:
                 return None, False
             self._start_span(state, environ, request)
@@ -245,7 +253,15 @@ class FlaskInstrumentor(Instrumentor):
             parent = None
         span_tags = {tagging.SPAN_KIND: tagging.SERVER, tagging.COMPONENT: COMPONENT,
                      tagging.HTTP_METHOD: method, tagging.HTTP_URL: request_url(environ)}
-        tagging.add_peer(span_tags, environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"))
+        address = environ.get("REMOTE_ADDR")
+        if address:
+            span_tags[tagging.peer_address_tag(address) or tagging.PEER_HOSTNAME] = address
+            port = environ.get("REMOTE_PORT")
+            if port:
+                try:
+                    span_tags[tagging.PEER_PORT] = int(port)
+                except ValueError:
+                    pass
         span = tracer.start_span(name, child_of=parent, tags=span_tags,
                                  start_time=state.start, ignore_active_span=True)
         state.span = span
@@ -264,15 +280,11 @@ class FlaskInstrumentor(Instrumentor):
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "tagging a Flask exception")
 
-    def _record_response(self, state: _RequestState, response: Any) -> None:
-        try:
-            state.streamed = bool(response.is_streamed)
-        except Exception:  # noqa: BLE001 - not a werkzeug Response: assume it may stream
-            state.streamed = True
-
     def _end(self, state: _RequestState, result: Any, environ: Dict[str, Any]) -> Any:
         try:
-            self._deactivate(state)
+            scope, state.scope = state.scope, None
+            if scope is not None:
+                scope.close()
             if state.span is None:
                 self._start_span(state, environ)
                 self._deactivate(state)
@@ -347,7 +359,7 @@ class FlaskInstrumentor(Instrumentor):
     def _reenter(self, state: _RequestState) -> Tuple[Any, Any]:
         try:
             scope = state.tracer.scope_manager.activate(state.span, False)
-            return scope, forwarding.activate(state.forwarded)
+            return scope, _set_forwarded(state.forwarded)
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "re-activating a streaming Flask span")
             return None, None
@@ -356,7 +368,7 @@ class FlaskInstrumentor(Instrumentor):
     def _leave(scope: Any, token: Any) -> None:
         try:
             if token is not None:
-                forwarding.deactivate(token)
+                _reset_forwarded(token)
             if scope is not None:
                 scope.close()
         except Exception:  # noqa: BLE001

@@ -37,7 +37,8 @@ ISTIO_HEADERS: Tuple[str, ...] = (
 _B3_MULTI = ("x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags")
 TRACE_CONTEXT_HEADERS = frozenset(_B3_MULTI + ("b3", "traceparent"))
 
-_current: contextvars.ContextVar[Optional[Dict[str, str]]] = contextvars.ContextVar(
+#: The headers captured from the request being handled (name -> value), if any.
+FORWARDED: contextvars.ContextVar[Optional[Dict[str, str]]] = contextvars.ContextVar(
     "opentracing_sls_forwarded_headers", default=None)
 
 
@@ -88,28 +89,19 @@ class ForwardList:
         return found
 
 
-def current() -> Optional[Dict[str, str]]:
-    """The headers captured from the request being handled, if any."""
-    return _current.get()
-
-
-def activate(headers: Optional[Dict[str, str]]) -> contextvars.Token:
-    return _current.set(headers)
-
-
-def deactivate(token: contextvars.Token) -> None:
-    _current.reset(token)
+#: The headers captured from the request being handled, if any.
+current = FORWARDED.get
 
 
 @contextlib.contextmanager
 def carry(headers: Optional[Mapping[str, str]]) -> Iterator[None]:
     """Makes ``headers`` (name -> value) the ones forwarded by outgoing ``requests`` calls in
     this block: for frameworks other than Flask, or work handed to another thread."""
-    token = _current.set({k.lower(): v for k, v in headers.items()} if headers else None)
+    token = FORWARDED.set({k.lower(): v for k, v in headers.items()} if headers else None)
     try:
         yield
     finally:
-        _current.reset(token)
+        FORWARDED.reset(token)
 
 
 def apply(outgoing: Any, injected: Mapping[str, str],
