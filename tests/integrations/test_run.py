@@ -5,6 +5,7 @@ here."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -188,6 +189,57 @@ def test_run_python_app_with_flasks_own_server(tmp_path, udp_sink, idl_decode, s
     assert headers["HTTP_X_B3_SPANID"] == "%016x" % client["span_id"]
     assert "LOG %032x %016x greeting ada" % (server["trace_id"], server["span_id"]) \
         in program.output()
+
+
+TWO_SERVICES = textwrap.dedent("""
+    import os, sys
+    import requests
+    from flask import Flask, request
+
+    app = Flask(__name__)
+
+    @app.route("/reviews/<id>")
+    def reviews(id):
+        return {k.lower(): v for k, v in request.headers.items()}
+
+    @app.route("/productpage")
+    def productpage():
+        return requests.get(os.environ["REVIEWS_URL"] + "/reviews/0", timeout=5).json()
+
+    if __name__ == "__main__":
+        app.run(host="127.0.0.1", port=0)
+""")
+
+
+def test_two_services_under_run_make_one_trace(tmp_path, udp_sink, idl_decode, programs):
+    (tmp_path / "svc.py").write_text(TWO_SERVICES)
+    reviews = Program(CLI + ["run", "--service-name", "reviews", sys.executable, "svc.py"],
+                      _env(udp_sink.port), tmp_path)
+    programs.append(reviews)
+    reviews_port = reviews.wait_for(r"Running on http://127\.0\.0\.1:(\d+)").group(1)
+    productpage = Program(
+        CLI + ["run", "--service-name", "productpage", sys.executable, "svc.py"],
+        _env(udp_sink.port, REVIEWS_URL="http://127.0.0.1:%s" % reviews_port), tmp_path)
+    programs.append(productpage)
+    port = int(productpage.wait_for(r"Running on http://127\.0\.0\.1:(\d+)").group(1))
+
+    seen = json.loads(_get(port, "/productpage", {
+        "x-request-id": "rid-7", "end-user": "jason", "x-b3-sampled": "1",
+        "x-b3-traceid": "80f198ee56343ba864fe8b2a57d3eff7", "x-b3-spanid": "e457b5a2e4d86bd1"}))
+    for program in (productpage, reviews):
+        program.stop(signal.SIGINT)
+
+    spans = {(s["service"], s["name"]): s for s in _spans(udp_sink.receive(2), idl_decode)}
+    upstream = spans[("productpage", "/productpage")]
+    client = spans[("productpage", "GET")]
+    downstream = spans[("reviews", "/reviews/<id>")]
+    assert {upstream["trace_id"], client["trace_id"], downstream["trace_id"]} == {
+        0x80f198ee56343ba864fe8b2a57d3eff7}
+    assert upstream["parent_id"] == 0xe457b5a2e4d86bd1
+    assert client["parent_id"] == upstream["span_id"]
+    assert downstream["parent_id"] == client["span_id"]
+    assert seen["x-request-id"] == "rid-7" and seen["end-user"] == "jason"
+    assert seen["x-b3-spanid"] == "%016x" % client["span_id"]
 
 
 def test_run_gunicorn_with_four_preforked_workers(tmp_path, udp_sink, idl_decode, programs):
