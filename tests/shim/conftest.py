@@ -7,6 +7,7 @@ from typing import Dict, Iterator, List
 
 import pytest
 
+from opentracing_sls.shim import thrift_decode
 from opentracing_sls.shim.config import resolve
 from opentracing_sls.shim.server import Shim
 from opentracing_sls.testing import free_ports
@@ -48,3 +49,16 @@ def shim_factory(tmp_path) -> Iterator:
 @pytest.fixture
 def pick_ports():
     return free_ports
+
+
+@pytest.fixture(params=["python", "c"])
+def compact_backend(request, monkeypatch):
+    """Runs a test against both compact decoders (the C one when it was built); a test that
+    takes the ``module`` fixture inspects the Python decoders' internals and runs on Python."""
+    decode = thrift_decode.COMPACT_DECODERS.get(request.param)
+    if decode is None:
+        pytest.skip("the C compact decoder was not built")
+    if request.param == "c" and "module" in request.fixturenames:
+        pytest.skip("tests the Python decoders' internals")
+    monkeypatch.setattr(thrift_decode, "_compact_decode", decode)
+    return request.param

@@ -17,7 +17,6 @@ from thriftpy2.transport.memory import TMemoryBuffer
 from opentracing_sls.record import SpanRecord
 from opentracing_sls.reporting._varint import varint
 from opentracing_sls.reporting.encoding import get_encoder
-from opentracing_sls.shim import thrift_decode
 from opentracing_sls.shim.model import (
     BOOL,
     DOUBLE,
@@ -43,16 +42,8 @@ M64 = (1 << 64) - 1
 NOW_US = 1_700_000_000_123_456
 
 
-@pytest.fixture(autouse=True, params=["python", "c"])
-def compact_backend(request, monkeypatch):
-    """Every test here runs against both compact decoders (the C one when it was built)."""
-    decode = thrift_decode.COMPACT_DECODERS.get(request.param)
-    if decode is None:
-        pytest.skip("the C compact decoder was not built")
-    if request.param == "c" and "module" in request.fixturenames:
-        pytest.skip("tests the Python decoders' internals")
-    monkeypatch.setattr(thrift_decode, "_compact_decode", decode)
-    return request.param
+# Every test here runs against both compact decoders (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("compact_backend")
 
 
 # A future jaeger.thrift: every struct gains fields of every Thrift type, some far away.

@@ -12,7 +12,6 @@ import pytest
 from opentracing_sls.record import CHILD_OF, FOLLOWS_FROM, SpanRecord
 from opentracing_sls.reporting._varint import varint
 from opentracing_sls.reporting.encoding import get_encoder
-from opentracing_sls.shim import thrift_decode
 from opentracing_sls.shim.model import DecodeError, Process, Span
 from opentracing_sls.shim.thrift_decode import (
     decode_batch_binary,
@@ -34,16 +33,8 @@ CASES = [
 IDS = ["emit-compact", "batch-compact", "emit-binary", "batch-binary"]
 
 
-@pytest.fixture(autouse=True, params=["python", "c"])
-def compact_backend(request, monkeypatch):
-    """Every test here runs against both compact decoders (the C one when it was built)."""
-    decode = thrift_decode.COMPACT_DECODERS.get(request.param)
-    if decode is None:
-        pytest.skip("the C compact decoder was not built")
-    if request.param == "c" and "module" in request.fixturenames:
-        pytest.skip("tests the Python decoders' internals")
-    monkeypatch.setattr(thrift_decode, "_compact_decode", decode)
-    return request.param
+# Every test here runs against both compact decoders (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("compact_backend")
 
 
 def valid(protocol: str, message: bool) -> bytes:
