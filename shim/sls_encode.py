@@ -20,7 +20,7 @@ operation names and log fields. Each cache is bounded and simply cleared when fu
 from __future__ import annotations
 
 import struct
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .model import Process, Span, Tag
 from .sls_schema import (
@@ -54,7 +54,7 @@ TOPIC = ""
 _CACHE_LIMIT = 20_000
 
 _VARINT = [bytes([i]) for i in range(128)]
-_pack_fixed32 = struct.Struct("<I").pack
+_pack_time_ns = struct.Struct("<BI").pack
 
 
 def varint(value: int) -> bytes:
@@ -82,13 +82,6 @@ def truncate_utf8(data: bytes, limit: int) -> bytes:
     return data[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
-class EncodedLog(NamedTuple):
-    """One span's ``Log`` message, framed as LogGroup field 1 (ready to concatenate)."""
-
-    data: bytes
-    truncated: int  # values cut to the value limit
-
-
 class LogEncoder:
     """Encodes model spans; one per writer thread (the caches are not locked)."""
 
@@ -98,16 +91,18 @@ class LogEncoder:
         self._process_tags: Dict[Tag, bytes] = {}
         self._processes: Dict[Process, Tuple[bytes, bytes, int]] = {}
         self._operations: Dict[str, bytes] = {}
-        self._fields: Dict[Tag, str] = {}
+        self._fields: Dict[Tuple[Tag, ...], bytes] = {}
         self._second = -1
-        self._second_text = ""
+        self._second_text = b""
         self._time_second = -1
         self._time_bytes = b""
         self._span_tags: Dict[Tag, bytes] = {}
         self._last_process: Optional[Process] = None
         self._last_parts: Tuple[bytes, bytes, int] = (b"", b"", 0)
-        self._fixed = {name: self._key(name) for name in (
-            TRACE_ID, SPAN_ID, PARENT_SPAN_ID, FLAGS, START_TIME, DURATION, REFERENCE, LOGS)}
+        self._fixed = {name: self._key(name) for name in (REFERENCE, LOGS)}
+        self._logs_prefix = self._fixed[LOGS]
+        #: Values cut to ``max_value_bytes`` so far (the caller reads and resets it).
+        self.truncated = 0
 
     # -- pieces ----------------------------------------------------------------------------------
 
@@ -124,7 +119,9 @@ class LogEncoder:
 
     def _content(self, prefix: bytes, value: str) -> Tuple[bytes, int]:
         """A framed Content (LogGroup.Log field 2) and 1 when the value had to be cut."""
-        raw = value.encode("utf-8", "replace")
+        return self._content_bytes(prefix, value.encode("utf-8", "replace"))
+
+    def _content_bytes(self, prefix: bytes, raw: bytes) -> Tuple[bytes, int]:
         cut = 0
         if len(raw) > self.max_value_bytes:
             raw, cut = truncate_utf8(raw, self.max_value_bytes), 1
@@ -180,42 +177,41 @@ class LogEncoder:
             self._operations[name] = encoded
         return encoded, 0
 
-    def _timestamp(self, micros: int) -> str:
+    def _timestamp(self, micros: int) -> bytes:
         seconds = micros // 1_000_000
         if seconds != self._second:
             self._second = seconds
-            self._second_text = rfc3339_utc(seconds * 1_000_000)[:-1]
+            self._second_text = rfc3339_utc(seconds * 1_000_000)[:-1].encode("ascii")
         fraction = micros - seconds * 1_000_000
         if fraction:
-            return self._second_text + "." + ("%06d" % fraction).rstrip("0") + "Z"
-        return self._second_text + "Z"
+            return b"%s.%sZ" % (self._second_text, (b"%06d" % fraction).rstrip(b"0"))
+        return self._second_text + b"Z"
 
-    def _logs_json(self, span: Span) -> str:
-        fields = self._fields
+    def _logs_json(self, span: Span) -> bytes:
+        """The ``logs`` value as UTF-8 JSON. A log's fields are cached as one JSON fragment
+        (the same fields recur: ``event=cache-miss``); only the timestamp is new."""
+        cache = self._fields
         out = []
         for log in span.logs:
-            texts = []
-            for field in log.fields:
-                try:
-                    text = fields.get(field)
-                except TypeError:
-                    text = None
-                if text is None:
-                    text = field_json(field)
-                    try:
-                        if len(fields) >= _CACHE_LIMIT:
-                            fields.clear()
-                        fields[field] = text
-                    except TypeError:
-                        pass
-                texts.append(text)
-            out.append('{"timestamp":"%s","fields":[%s]}' % (self._timestamp(log.timestamp),
-                                                             ",".join(texts)))
-        return "[" + ",".join(out) + "]"
+            try:
+                fields = cache.get(log.fields)
+            except TypeError:  # an unhashable value: no caching
+                fields = None
+                cache = {}
+            if fields is None:
+                fields = ",".join(field_json(f) for f in log.fields).encode("utf-8", "replace")
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                cache[log.fields] = fields
+            out.append(b'{"timestamp":"%s","fields":[%s]}' % (self._timestamp(log.timestamp),
+                                                              fields))
+        return b"[" + b",".join(out) + b"]"
 
     # -- a span ----------------------------------------------------------------------------------
 
-    def encode(self, span: Span) -> EncodedLog:
+    def encode(self, span: Span) -> bytes:
+        """The span's Log, framed as LogGroup field 1; values cut to the limit are added to
+        :attr:`truncated`."""
         trace_id = span.trace_id
         tid = b"%032x" % trace_id if trace_id >> 64 else b"%016x" % trace_id
         sid = b"%x" % span.span_id
@@ -228,22 +224,34 @@ class LogEncoder:
                                    len(duration))
         if lf > 100 or lst > 100 or ld > 100:  # absurd numbers: every length must be one byte
             raise ValueError("span field out of range")
-        # Three contents per formatting operation (see _templates).
-        ids = _IDS % (lt + _IDS_SIZE[0], lt, tid, ls + _IDS_SIZE[1], ls, sid,
-                      lp + _IDS_SIZE[2], lp, pid)
-        numbers = _NUMBERS % (lf + _NUMBERS_SIZE[0], lf, flags, lst + _NUMBERS_SIZE[1], lst,
-                              started, ld + _NUMBERS_SIZE[2], ld, duration)
-        process = span.process
-        if process is self._last_process:
-            service, process_tags, cut = self._last_parts
-        else:
-            service, process_tags, cut = self._last_parts = self._process(process)
-            self._last_process = process
+        seconds = start // 1_000_000
+        if seconds != self._time_second:
+            self._time_second = seconds
+            self._time_bytes = b"\x08" + varint(seconds & 0xFFFFFFFF)
+        # Log field 1 (Time), then the contents as three formatting operations (_template).
+        parts = [self._time_bytes,
+                 _IDS % (lt + _IDS_SIZE[0], lt, tid, ls + _IDS_SIZE[1], ls, sid,
+                         lp + _IDS_SIZE[2], lp, pid)]
         operation = self._operations.get(span.operation_name)
         if operation is None:
-            operation, c = self._operation(span.operation_name)
-            cut += c
-        parts = [ids, operation, numbers, service]
+            name = span.operation_name.encode("utf-8", "replace")
+            if len(name) < 100:
+                operation = _OPERATION % (len(name) + _OPERATION_SIZE, len(name), name)
+                if len(self._operations) >= _CACHE_LIMIT:
+                    self._operations.clear()
+                self._operations[span.operation_name] = operation
+            else:
+                operation, cut = self._operation(span.operation_name)
+                self.truncated += cut
+        parts.append(operation)
+        parts.append(_NUMBERS % (lf + _NUMBERS_SIZE[0], lf, flags, lst + _NUMBERS_SIZE[1], lst,
+                                 started, ld + _NUMBERS_SIZE[2], ld, duration))
+        process = span.process
+        if process is not self._last_process:
+            self._last_parts = self._process(process)
+            self._last_process = process
+        service, process_tags, cut = self._last_parts
+        parts.append(service)
         tags = self._span_tags
         for t in span.tags:
             try:
@@ -260,27 +268,32 @@ class LogEncoder:
             parts.append(encoded)
             cut += c
         if span.logs:
-            encoded, c = self._content(self._fixed[LOGS], self._logs_json(span))
+            raw = self._logs_json(span)
+            n = len(raw)
+            size = _LOGS_PREFIX_SIZE + n + (1 if n < 128 else 2)
+            if n < 128 or size >= 16384 or n > self.max_value_bytes:
+                encoded, c = self._content_bytes(self._logs_prefix, raw)
+                cut += c
+            else:  # the usual size: two-byte lengths, written directly
+                encoded = b"".join((bytes((0x12, (size & 0x7F) | 0x80, size >> 7)),
+                                    self._logs_prefix, bytes(((n & 0x7F) | 0x80, n >> 7)), raw))
             parts.append(encoded)
-            cut += c
-        seconds = start // 1_000_000
-        if seconds != self._time_second:
-            self._time_second = seconds
-            self._time_bytes = b"\x08" + varint(seconds & 0xFFFFFFFF)
-        # Log: 1 Time (varint), 2 Contents, 4 Time_ns (fixed32: the start's sub-second part).
-        parts.append(b"\x25" + _pack_fixed32((start - seconds * 1_000_000) * 1000))
+        # Log field 4, Time_ns (fixed32): the start's sub-second part.
+        parts.append(_pack_time_ns(0x25, (start - seconds * 1_000_000) * 1000))
         body = b"".join(parts)
-        n = len(body) + len(self._time_bytes)
+        if cut:
+            self.truncated += cut
+        n = len(body)
+        if n < 128:
+            return b"\x0a" + _VARINT[n] + body
         if n < 16384:
-            frame = (b"\x0a" + _VARINT[n]) if n < 128 else bytes((10, (n & 0x7F) | 0x80, n >> 7))
-        else:
-            frame = b"\x0a" + varint(n)
-        return EncodedLog(frame + self._time_bytes + body, cut)
+            return bytes((10, (n & 0x7F) | 0x80, n >> 7)) + body
+        return b"\x0a" + varint(n) + body
 
 
 def _template(keys: Tuple[str, ...]) -> Tuple[bytes, Tuple[int, ...]]:
-    """A bytes %-template for three Contents whose values are short ASCII (ids and numbers,
-    under 128 bytes, so each length is one byte written with ``%c``), and per key the Content
+    """A bytes %-template for Contents whose values are under 100 bytes (ids, numbers, short
+    operation names: every length is one byte, written with ``%c``), and per key the Content
     size minus the value's length."""
     template = b""
     sizes = []
@@ -293,6 +306,8 @@ def _template(keys: Tuple[str, ...]) -> Tuple[bytes, Tuple[int, ...]]:
 
 
 _IDS, _IDS_SIZE = _template((TRACE_ID, SPAN_ID, PARENT_SPAN_ID))
+_OPERATION, (_OPERATION_SIZE,) = _template((OPERATION_NAME,))
+_LOGS_PREFIX_SIZE = len(LOGS) + 3  # 0x0a, key length, key, 0x12
 _NUMBERS, _NUMBERS_SIZE = _template((FLAGS, START_TIME, DURATION))
 
 

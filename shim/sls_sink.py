@@ -132,7 +132,7 @@ class SlsSink(Sink):
                     self.spool.close()
                 raise RuntimeError(self._refusal(exc)) from None
             logger.warning("SLS is not reachable at start (%s); spans are %s until it is",
-                           exc, "spooled" if self.spool else "retried")
+                           exc, "spooled" if self.spool is not None else "retried")
         for index in range(opts.senders):
             self._thread_start(self._sender, "shim-sls-sender-%d" % index)
         if self.spool is not None:
@@ -164,7 +164,7 @@ class SlsSink(Sink):
         now = time.monotonic()
         encode = self.encoder.encode
         add = self.builder.add
-        truncated = 0
+        shrunk = 0
         with self._build_lock:
             for span in spans:
                 try:
@@ -172,15 +172,17 @@ class SlsSink(Sink):
                 except (ValueError, OverflowError):  # numbers no log can hold
                     self.drop(1, "unencodable")
                     continue
-                truncated += log.truncated
-                if not add(log.data, now):
-                    data, cut = shrink(log.data + self.tail)
-                    truncated += cut
+                if not add(log, now):
+                    data, cut = shrink(log + self.tail)
+                    shrunk += cut
                     if not add(data[:len(data) - len(self.tail)], now):
                         self.drop(1, "too_large")
             sealed, self._sealed = self._sealed, []
+            truncated, self.encoder.truncated = self.encoder.truncated, 0
         if truncated:
             self._truncated.labels("1MiB").inc(truncated)
+        if shrunk:
+            self._truncated.labels("64KiB").inc(shrunk)
         for group in sealed:
             self._dispatch(group)
         return 0
@@ -248,7 +250,8 @@ class SlsSink(Sink):
     def _send_live(self, group: Group) -> None:
         with self._route:
             halted = self._halted is not None and (
-                time.monotonic() - self._halted_at < self.halt_recheck or self.spool)
+                time.monotonic() - self._halted_at < self.halt_recheck
+                or self.spool is not None)
             skip = self._outage or halted
         if skip:
             self._keep(group)
@@ -439,9 +442,9 @@ class SlsSink(Sink):
         return {"healthy": halted is None,
                 "state": "halted" if halted else ("spooling" if outage else "ok"),
                 "error": str(halted) if halted else "",
-                "spool_batches": spool.batches if spool else 0,
-                "spool_spans": spool.items if spool else 0,
-                "spool_bytes": spool.bytes if spool else 0}
+                "spool_batches": spool.batches if spool is not None else 0,
+                "spool_spans": spool.items if spool is not None else 0,
+                "spool_bytes": spool.bytes if spool is not None else 0}
 
     def _gauges(self) -> None:
         spool = self.spool

@@ -96,9 +96,6 @@ class Spool:
     def bytes(self) -> int:
         return sum(self._sizes.values())
 
-    def __len__(self) -> int:
-        return self.batches
-
     def _segment(self, seq: int) -> str:
         return os.path.join(self.path, "%020d%s" % (seq, SUFFIX))
 

@@ -4,6 +4,7 @@ secret never shows in output, help, or the resolved configuration."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -11,7 +12,11 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from opentracing_sls import Config
+from opentracing_sls.shim.config import ConfigError, add_arguments, resolve
+from opentracing_sls.shim.main import main as shim_main
 
 SHIM = [sys.executable, "-m", "opentracing_sls.cli", "shim"]
 SECRET_ENV = "OPENTRACING_SLS_STORAGE_ALIYUN_SLS_ACCESSKEY_SECRET"
@@ -111,29 +116,51 @@ def test_wrong_secret_is_one_clear_error_and_exit_2(sls_server, flags_for):
 
 
 def test_invalid_names_are_refused_at_start_naming_key_and_rule(sls_server, flags_for):
+    flags = flags_for(sls_server, **{"storage.aliyun_sls.logstore": "-spans"})
+    out = subprocess.run(command(flags), env=environment("s"), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    assert "'storage.aliyun_sls.logstore'" in out.stderr and "underscores" in out.stderr
     for key, value, rule in (("storage.aliyun_sls.project", "Traces_Prod", "hyphens"),
-                             ("storage.aliyun_sls.logstore", "-spans", "underscores"),
-                             ("storage.aliyun_sls.project", "ab", "3 to 63")):
-        flags = flags_for(sls_server, **{key: value})
-        out = subprocess.run(command(flags), env=environment("s"), capture_output=True,
-                             text=True, timeout=60)
-        assert out.returncode == 2
-        assert "'%s'" % key in out.stderr and rule in out.stderr, out.stderr
+                             ("storage.aliyun_sls.project", "ab", "3 to 63"),
+                             ("storage.aliyun_sls.project", "a" * 64, "3 to 63"),
+                             ("storage.aliyun_sls.logstore", "spans_", "ending with"),
+                             ("storage.aliyun_sls.endpoint", "ftp://sls", "http://")):
+        with pytest.raises(ConfigError) as info:
+            resolve(flags_for(sls_server, **{key: value}), environ={})
+        assert "'%s'" % key in str(info.value) and rule in str(info.value)
+    assert resolve(flags_for(sls_server, **{"storage.aliyun_sls.logstore": "a_b-1"}),
+                   environ={})["storage.aliyun_sls.logstore"] == "a_b-1"
     assert sls_server.requests == [], "refused before any request"
 
 
-def test_secret_stays_out_of_help_and_check_config(sls_server, flags_for):
+def test_secret_stays_out_of_help_check_config_and_errors(sls_server, flags_for, capsys,
+                                                          monkeypatch, tmp_path):
     secret = "very-secret-value-42"
-    out = subprocess.run(SHIM + ["--help"], env=environment(secret), capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0
+    monkeypatch.setenv(SECRET_ENV, secret)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    help_text = parser.format_help()
     for key in ("--storage.aliyun_sls.endpoint", "--storage.aliyun_sls.project",
                 "--storage.aliyun_sls.logstore", "--storage.aliyun_sls.accesskey.id",
                 "--storage.aliyun_sls.accesskey.secret", "--spool.path", "--spool.max_bytes"):
-        assert key in out.stdout
-    assert secret not in out.stdout
-    check = subprocess.run(command(flags_for(sls_server)) + ["--check-config"],
-                           env=environment(secret), capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0
-    assert "storage.aliyun_sls.accesskey.secret = ***" in check.stdout
-    assert secret not in check.stdout + check.stderr
+        assert key in help_text
+    flags = {k: v for k, v in flags_for(sls_server).items()
+             if k != "storage.aliyun_sls.accesskey.secret"}
+    assert shim_main(["--%s=%s" % kv for kv in flags.items()] + ["--check-config"]) == 0
+    printed = capsys.readouterr()
+    assert "storage.aliyun_sls.accesskey.secret = ***" in printed.out
+    assert secret not in help_text + printed.out + printed.err
+    # A bad value for the secret (a list, from a YAML file) is reported without the value.
+    config = tmp_path / "shim.yaml"
+    config.write_text("storage:\n  aliyun_sls:\n    accesskey:\n      secret: [%s]\n" % secret)
+    with pytest.raises(ConfigError) as info:
+        resolve(flags, environ={}, file_path=str(config))
+    assert "storage.aliyun_sls.accesskey.secret" in str(info.value)
+    assert secret not in str(info.value) and "***" in str(info.value)
+    # The secret from a file (a Kubernetes Secret mount), never shown either.
+    (tmp_path / "secret").write_text(secret + "\n")
+    resolved = resolve(dict(flags, **{"storage.aliyun_sls.accesskey.secret_file":
+                                      str(tmp_path / "secret")}), environ={})
+    assert resolved["storage.aliyun_sls.accesskey.secret"].reveal() == secret
+    assert secret not in "\n".join(resolved.describe())

@@ -8,7 +8,7 @@ from opentracing_sls import Config
 
 PROJECT, LOGSTORE = "trace-test", "jaeger-span"
 RATE = 2000
-BEFORE, OUTAGE, AFTER = 4.0, 30.0, 4.0
+BEFORE, OUTAGE, AFTER = 2.0, 30.0, 2.0
 
 
 def test_thirty_second_outage_at_2000_spans_per_second(sls_server, sls_shim):

@@ -153,7 +153,7 @@ def test_encoder_matches_the_schema_decoded_by_the_sdk_protobuf():
     encoder = LogEncoder()
     # Twice: the second pass runs on warm caches (process, tags, operations, fields).
     for _ in range(2):
-        data = b"".join(encoder.encode(span).data for span in spans) + group_tail()
+        data = b"".join(encoder.encode(span) for span in spans) + group_tail()
         group = LogGroupRaw.FromString(data)
         assert group.Topic == "" and group.Source == "0.0.0.0"
         assert len(group.Logs) == len(spans)
@@ -168,8 +168,8 @@ def test_oversized_values_are_truncated_and_counted():
     huge = "é" * 800  # 1600 bytes: cut at a character boundary
     encoded = encoder.encode(make_span(tags=(Tag("big", STRING, huge),
                                              Tag("ok", STRING, "x"))))
-    assert encoded.truncated == 1
-    [log] = LogGroupRaw.FromString(encoded.data).Logs
+    assert encoder.truncated == 1
+    [log] = LogGroupRaw.FromString(encoded).Logs
     value = dict((c.Key, c.Value) for c in log.Contents)["tags.big"]
     assert len(value) == 1000 and value.decode("utf-8") == "é" * 500
 
@@ -179,7 +179,7 @@ def test_group_builder_respects_count_and_byte_limits():
     builder = GroupBuilder(lambda data, count: groups.append((data, count)), max_logs=10,
                            max_bytes=2000)
     encoder = LogEncoder()
-    logs = [encoder.encode(make_span(span_id=i + 1, tags=(Tag("pad", STRING, "x" * 100),))).data
+    logs = [encoder.encode(make_span(span_id=i + 1, tags=(Tag("pad", STRING, "x" * 100),)))
             for i in range(95)]
     for log in logs:
         assert builder.add(log, 0.0)

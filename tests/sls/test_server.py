@@ -245,8 +245,14 @@ def test_http_control_api(sls_server, sdk):
         assert json.loads(response.read())[-1]["x"] == "2"
 
 
-def test_sqlite_storage(tmp_path, sdk):
+def test_sqlite_storage_and_distinct_counts(tmp_path, sdk):
     with SlsServer(path=str(tmp_path / "sls.db")) as server:
         client = prepared(server, sdk)
-        put(client, [{"traceID": str(i)} for i in range(50)])
-        assert [log.get("traceID") for log in server.logs(P, L)] == [str(i) for i in range(50)]
+        put(client, [{"traceID": str(i), "spanID": "1"} for i in range(50)])
+        put(client, [{"traceID": str(i), "spanID": "1"} for i in range(40, 60)])
+        assert [log.get("traceID") for log in server.logs(P, L)][:50] == [
+            str(i) for i in range(50)]
+        assert server.count_unique(P, L) == (70, 60)
+        url = "http://%s/_sls_server/unique?project=%s&logstore=%s" % (server.endpoint, P, L)
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert json.loads(response.read()) == {"logs": 70, "unique": 60}

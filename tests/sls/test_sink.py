@@ -314,3 +314,15 @@ def test_shutdown_spools_what_it_cannot_send_and_a_restart_delivers(sls_server, 
     sls_server.come_back()
     sls_shim(sls_server)  # same spool directory
     assert wait_for(lambda: sls_server.log_count(PROJECT, LOGSTORE) == 30)
+
+
+def test_a_logstore_deleted_while_running_is_created_again(sls_server, sls_shim, sdk):
+    shim = sls_shim(sls_server)
+    shim.deliver(spans(5), "test")
+    assert wait_for(lambda: sls_server.log_count(PROJECT, LOGSTORE) == 5)
+    sdk(sls_server).delete_logstore(PROJECT, LOGSTORE)
+    shim.deliver(spans(7, start=5), "test")
+    assert wait_for(lambda: sls_server.log_count(PROJECT, LOGSTORE) == 7)
+    assert sls_server.request_count("create_logstore") == 2
+    assert sls_server.index_config(PROJECT, LOGSTORE) is not None, "the index too"
+    assert sample(shim, "sls_requests_total", operation="put_logs", outcome="missing") == 1
