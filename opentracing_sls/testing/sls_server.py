@@ -56,6 +56,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from aliyun.log.proto import LogGroupRaw
+
 from .sls_server_api import Api, ApiError, Limits, Request, Response, SqlHook, json_response
 from .sls_server_auth import verify
 from .sls_server_cli import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
@@ -204,6 +206,19 @@ class SlsServer:
         """The LogGroup protobuf bodies as received (decompressed), one per PutLogs."""
         return [batch.raw() for batch in self.store.batches(project, logstore)]
 
+    def count_unique(self, project: str, logstore: str,
+                     keys: Sequence[str] = ("traceID", "spanID")) -> Tuple[int, int]:
+        """(logs, distinct values of ``keys``) over everything received, decoding one batch at
+        a time (for runs too large to hold decoded; duplicates = logs - distinct)."""
+        seen = set()
+        total = 0
+        for batch in self.store.batches(project, logstore):
+            for log in LogGroupRaw.FromString(batch.raw()).Logs:
+                values = {c.Key: c.Value for c in log.Contents if c.Key in keys}
+                seen.add(tuple(values.get(k) for k in keys))
+                total += 1
+        return total, len(seen)
+
     def log_count(self, project: str, logstore: str) -> int:
         with self.store.lock:
             project_ = self.store.projects.get(project)
@@ -283,6 +298,8 @@ class SlsServer:
                  body: bytes) -> Response:
         """``GET /_sls_server/stats``: requests and log counts per logstore.
         ``GET /_sls_server/logs?project=&logstore=``: the received logs as rows.
+        ``GET /_sls_server/unique?project=&logstore=[&keys=traceID,spanID]``: logs and
+        distinct key values.
         ``POST /_sls_server/faults`` with JSON ``{"fail_next": n, "code": "ServerBusy",
         "status": 503, "operations": [...]}``, ``{"drop_next": n}``, ``{"latency": s}``,
         ``{"down": true|false}`` or ``{"reset": true}``."""
@@ -293,6 +310,11 @@ class SlsServer:
                           for p in self.store.projects.values() for s in p.logstores.values()}
             return json_response({"requests": self.request_count(), "logs": counts,
                                   "down": self._down})
+        if action == "unique" and method == "GET":
+            total, unique = self.count_unique(params.get("project", ""),
+                                              params.get("logstore", ""),
+                                              params.get("keys", "traceID,spanID").split(","))
+            return json_response({"logs": total, "unique": unique})
         if action == "logs" and method == "GET":
             return json_response([log.row() for log in
                                   self.logs(params.get("project", ""),

@@ -272,7 +272,7 @@ class Api:
             raise ApiError(400, "InvalidLogSize", "logs count %d or size %d exceed the limit"
                            % (count, raw_size))
         if limits.check_keys or raw_size > limits.max_value_bytes:
-            _check_logs(group, limits)
+            _check_logs(group, limits, raw_size)
         self.store.add_batch(project.name, name, Batch(time.time(), compress, raw_size, count,
                                                        request.body))
         return 200, {}, b""
@@ -346,16 +346,24 @@ class Api:
                                                "x-log-count": str(len(hits))})
 
 
-def _check_logs(group: Any, limits: Limits) -> None:
+def _check_logs(group: Any, limits: Limits, raw_size: int) -> None:
+    """Key names (with ``check_keys``) and value sizes. Only logs larger than the value limit
+    can hold a value over it, so values are looked at only there (the size is computed in C)."""
+    max_value = limits.max_value_bytes
+    good_keys = set()
     for log in group.Logs:
-        for content in log.Contents:
-            key = content.Key
-            if not key or len(key.encode("utf-8")) > limits.max_key_bytes or \
-                    key in RESERVED_KEYS:
-                raise ApiError(400, "InvalidKey", "invalid key %r" % key[:200])
-            if len(content.Value) > limits.max_value_bytes:
-                raise ApiError(400, "InvalidLogSize", "value of %s is %d bytes, larger than %d"
-                               % (key, len(content.Value), limits.max_value_bytes))
+        if limits.check_keys:
+            for key in [content.Key for content in log.Contents]:
+                if key not in good_keys:
+                    if not key or len(key.encode("utf-8")) > limits.max_key_bytes or \
+                            key in RESERVED_KEYS:
+                        raise ApiError(400, "InvalidKey", "invalid key %r" % key[:200])
+                    good_keys.add(key)
+        if raw_size > max_value and log.ByteSize() > max_value:
+            for content in log.Contents:
+                if len(content.Value) > max_value:
+                    raise ApiError(400, "InvalidLogSize", "value of %s is %d bytes, larger "
+                                   "than %d" % (content.Key, len(content.Value), max_value))
 
 
 def _json_body(request: Request) -> Dict[str, Any]:
