@@ -49,7 +49,7 @@ def _environ_key(name: str) -> str:
 class ForwardList:
     """Which incoming headers to forward; reads them from a WSGI environ."""
 
-    __slots__ = ("names", "_keys", "_prefixes")
+    __slots__ = ("names", "_keys", "_key_names", "_prefixes")
 
     def __init__(self, extra: Iterable[str] = ()) -> None:
         names: List[str] = []
@@ -64,18 +64,17 @@ class ForwardList:
                 names.append(name)
         self.names: Tuple[str, ...] = tuple(names + [p + "*" for p, _ in prefixes])
         self._keys = tuple((name, _environ_key(name)) for name in names)
+        self._key_names = {key: name for name, key in self._keys}
         self._prefixes = tuple(prefixes)
 
     def capture(self, environ: Mapping[str, Any]) -> Optional[Dict[str, str]]:
         """The listed headers present in ``environ``, by lower-case name; None if none are."""
         found: Optional[Dict[str, str]] = None
-        get = environ.get
-        for name, key in self._keys:
-            value = get(key)
-            if value is not None:
-                if found is None:
-                    found = {}
-                found[name] = value
+        # A set intersection in C instead of a lookup per listed header.
+        present = self._key_names.keys() & environ.keys()
+        if present:
+            names = self._key_names
+            found = {names[key]: environ[key] for key in present}
         if self._prefixes:
             for key, value in environ.items():
                 if not isinstance(key, str) or not key.startswith("HTTP_"):

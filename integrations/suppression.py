@@ -38,9 +38,18 @@ def suppress_instrumentation() -> Iterator[None]:
         _suppressed.reset(token)
 
 
+_thread_state = threading.local()
+
+
 def is_suppressed() -> bool:
     """True inside :func:`suppress_instrumentation` or on one of our own threads."""
-    return _suppressed.get() or _current_thread().name.startswith(OWN_THREAD_PREFIXES)
+    if _suppressed.get():
+        return True
+    # Decided once per thread: our threads are named when they are created.
+    own = getattr(_thread_state, "own", None)
+    if own is None:
+        own = _thread_state.own = _current_thread().name.startswith(OWN_THREAD_PREFIXES)
+    return own
 
 
 #: True inside :func:`suppress_instrumentation` (server side: our own threads serve no
