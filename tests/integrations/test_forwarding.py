@@ -172,46 +172,56 @@ def test_forward_list_reads_the_environ_case_insensitively():
     assert "x-custom-*" in fl.names and "x-request-id" in fl.names
 
 
-def _apply(injected, forwarded, app_set=None):
-    outgoing = CaseInsensitiveDict(app_set or {})
+class _OtherMapping(CaseInsensitiveDict):
+    """Any other case-insensitive mapping: takes the generic path, not requests' store."""
+
+
+@pytest.fixture(params=[CaseInsensitiveDict, _OtherMapping])
+def apply_to(request):
+    """apply() on a fresh outgoing mapping of each kind; returns the headers it ends with."""
+    return lambda *args, **kwargs: _apply(*args, mapping=request.param, **kwargs)
+
+
+def _apply(injected, forwarded, app_set=None, mapping=CaseInsensitiveDict):
+    outgoing = mapping(app_set or {})
     forwarding.apply(outgoing, injected, forwarded)
     return {k.lower(): v for k, v in outgoing.items()}
 
 
-def test_stale_multi_headers_rewritten_from_an_injected_single_header():
+def test_stale_multi_headers_rewritten_from_an_injected_single_header(apply_to):
     injected = {"b3": "%s-1111111111111111-0-2222222222222222" % TRACE}
     forwarded = {"x-b3-traceid": TRACE, "x-b3-spanid": ENVOY_SPAN, "x-b3-sampled": "1",
                  "x-b3-flags": "1", "traceparent": "00-%s-%s-01" % (TRACE, ENVOY_SPAN)}
-    assert _apply(injected, forwarded) == {
+    assert apply_to(injected, forwarded) == {
         "b3": injected["b3"], "x-b3-traceid": TRACE, "x-b3-spanid": "1111111111111111",
         "x-b3-sampled": "0", "traceparent": "00-%s-1111111111111111-00" % TRACE}
 
 
-def test_traceparent_rewritten_from_64_bit_b3_and_deferred_decision():
+def test_traceparent_rewritten_from_64_bit_b3_and_deferred_decision(apply_to):
     injected = {"x-b3-traceid": "463ac35c9f6413ad", "x-b3-spanid": "1111111111111111"}
-    out = _apply(injected, {"traceparent": "00-%s-%s-01" % (TRACE, ENVOY_SPAN),
+    out = apply_to(injected, {"traceparent": "00-%s-%s-01" % (TRACE, ENVOY_SPAN),
                             "b3": "stale", "x-b3-sampled": "1"})
     assert out["traceparent"] == "00-0000000000000000463ac35c9f6413ad-1111111111111111-00"
     assert out["b3"] == "463ac35c9f6413ad-1111111111111111"  # no decision: two fields
     assert "x-b3-sampled" not in out
 
 
-def test_debug_and_app_set_stale_headers():
+def test_debug_and_app_set_stale_headers(apply_to):
     injected = {"x-b3-traceid": TRACE, "x-b3-spanid": "1111111111111111", "x-b3-flags": "1"}
-    out = _apply(injected, None, app_set={"B3": "stale-value", "X-B3-Sampled": "0"})
+    out = apply_to(injected, None, app_set={"B3": "stale-value", "X-B3-Sampled": "0"})
     assert out["b3"] == "%s-1111111111111111-d" % TRACE
     assert "x-b3-sampled" not in out and out["x-b3-flags"] == "1"
 
 
-def test_tracer_without_b3_or_w3c_leaves_copies_verbatim():
+def test_tracer_without_b3_or_w3c_leaves_copies_verbatim(apply_to):
     forwarded = {"x-b3-spanid": ENVOY_SPAN, "b3": "x"}
-    out = _apply({"ot-tracer-spanid": "1"}, forwarded)
+    out = apply_to({"ot-tracer-spanid": "1"}, forwarded)
     assert out == {"ot-tracer-spanid": "1", "x-b3-spanid": ENVOY_SPAN, "b3": "x"}
 
 
 @pytest.mark.parametrize("propagation", [("b3",), ("b3single",), ("w3c",), ("b3", "b3single"),
                                          ("jaeger", "b3")])
-def test_outgoing_trace_headers_always_agree(propagation):
+def test_outgoing_trace_headers_always_agree(propagation, apply_to):
     """Whatever formats the tracer writes, every B3/W3C header names the client span."""
     tracer = make_test_tracer(propagation=propagation)
     parent = tracer.extract(opentracing.Format.HTTP_HEADERS, {"b3": "%s-%s-1" % (TRACE,
@@ -222,7 +232,7 @@ def test_outgoing_trace_headers_always_agree(propagation):
     forwarded = {name: INCOMING[name] for name in ("x-b3-traceid", "x-b3-spanid", "x-b3-sampled",
                                                    "b3")}
     forwarded["traceparent"] = "00-%s-%s-01" % (TRACE, ENVOY_SPAN)
-    out = _apply(injected, forwarded)
+    out = apply_to(injected, forwarded)
     named = {"x-b3-spanid": out["x-b3-spanid"], "b3": out["b3"].split("-")[1],
              "traceparent": out["traceparent"].split("-")[2]}
     assert set(named.values()) == {"%016x" % span.context.span_id}, out
