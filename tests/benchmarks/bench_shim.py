@@ -36,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from thriftpy2.protocol.compact import TCompactProtocol
 from thriftpy2.transport.memory import TMemoryBuffer
@@ -282,50 +282,67 @@ def _stop_process(proc: Any) -> None:
         proc.join(timeout=5)
 
 
+def windowed_drive(ctx: Any, target: Any, datagrams: List[bytes], spans_total: int,
+                   lost: Callable[[], float], stall: float) -> Tuple[float, float, int]:
+    """Sends ``datagrams`` to ``target.port`` from a separate process, keeping the window
+    ``target.packets()``/``target.written()`` allow, until every span is written or lost
+    (or nothing moved for ``stall`` s). Returns (wall s, this process's CPU s, spans sent)."""
+    acked_packets = ctx.RawValue("q", 0)
+    acked_spans = ctx.RawValue("q", 0)
+    sent = ctx.RawValue("q", 0)
+    ready, go = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=windowed_sender, daemon=True,
+                       args=(target.port, datagrams, SPANS_PER_DATAGRAM, acked_packets,
+                             acked_spans, sent, ready, go))
+    try:
+        proc.start()
+        if not ready.wait(120):
+            raise RuntimeError("sender did not start")
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        go.set()
+        last, last_change = -1, time.perf_counter()
+        while True:
+            written = target.written()
+            acked_packets.value = target.packets()
+            acked_spans.value = written
+            if written + lost() >= spans_total:
+                break
+            now = time.perf_counter()
+            if written != last:
+                last, last_change = written, now
+            elif now - last_change > stall:
+                break  # stalled: report what arrived
+            time.sleep(0.002)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        _stop_process(proc)
+        return wall, cpu, sent.value * SPANS_PER_DATAGRAM
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
+
+
+def add_rates(result: Dict[str, Any]) -> Dict[str, Any]:
+    """Adds spans/s end to end, spans/s per core and CPU µs per span to a run's result."""
+    written, wall, cpu = result["written"], result["wall"], result["cpu"]
+    result["rate"] = written / wall if wall else 0.0
+    result["per_core"] = written / cpu if cpu else 0.0
+    result["cpu_us"] = 1e6 * cpu / written if written else 0.0
+    return result
+
+
 def throughput(ctx: Any, make_target: Callable[[str], Any], datagrams: List[bytes],
                spans_total: int) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-shim-") as directory:
         target = make_target(directory)
-        acked_packets = ctx.RawValue("q", 0)
-        acked_spans = ctx.RawValue("q", 0)
-        sent = ctx.RawValue("q", 0)
-        ready, go = ctx.Event(), ctx.Event()
-        proc = ctx.Process(target=windowed_sender, daemon=True,
-                           args=(target.port, datagrams, SPANS_PER_DATAGRAM, acked_packets,
-                                 acked_spans, sent, ready, go))
         try:
-            proc.start()
-            if not ready.wait(120):
-                raise RuntimeError("sender did not start")
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            go.set()
-            last, last_change = -1, time.perf_counter()
-            while True:
-                written = target.written()
-                acked_packets.value = target.packets()
-                acked_spans.value = written
-                if written + target.lost() >= spans_total:
-                    break
-                now = time.perf_counter()
-                if written != last:
-                    last, last_change = written, now
-                elif now - last_change > 10:
-                    break  # stalled: report what arrived
-                time.sleep(0.002)
-            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-            _stop_process(proc)
+            wall, cpu, sent = windowed_drive(ctx, target, datagrams, spans_total, target.lost,
+                                             stall=10)
             result = {"name": target.name, "spans": spans_total, "written": target.written(),
-                      "lost": target.lost(), "sent": sent.value * SPANS_PER_DATAGRAM,
-                      "wall": wall, "cpu": cpu}
+                      "lost": target.lost(), "sent": sent, "wall": wall, "cpu": cpu}
         finally:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
             target.stop()
-    result["rate"] = result["written"] / result["wall"] if result["wall"] else 0.0
-    result["per_core"] = result["written"] / result["cpu"] if result["cpu"] else 0.0
-    result["cpu_us"] = 1e6 * result["cpu"] / result["written"] if result["written"] else 0.0
-    return result
+    return add_rates(result)
 
 
 def sustained(ctx: Any, rate: float, duration: float) -> Dict[str, Any]:

@@ -43,9 +43,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_shim import (  # noqa: E402 - the benchmarks' own directory
     SPANS_PER_DATAGRAM,
+    add_rates,
     make_datagrams,
     paced_sender,
-    windowed_sender,
+    windowed_drive,
 )
 
 from opentracing_sls.shim.config import resolve  # noqa: E402
@@ -202,47 +203,18 @@ def throughput(ctx: Any, server: ServerProcess, datagrams: List[bytes], naive: b
     total = len(datagrams) * SPANS_PER_DATAGRAM
     with tempfile.TemporaryDirectory(prefix="bench-sls-") as directory:
         target = Target(server, directory, project, naive)
-        acked_packets, acked_spans = ctx.RawValue("q", 0), ctx.RawValue("q", 0)
-        sent = ctx.RawValue("q", 0)
-        ready, go = ctx.Event(), ctx.Event()
-        proc = ctx.Process(target=windowed_sender, daemon=True,
-                           args=(target.port, datagrams, SPANS_PER_DATAGRAM, acked_packets,
-                                 acked_spans, sent, ready, go))
         try:
-            proc.start()
-            if not ready.wait(120):
-                raise RuntimeError("sender did not start")
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            go.set()
-            last, last_change = -1, time.perf_counter()
-            while True:
-                written = target.written()
-                acked_packets.value = target.packets()
-                acked_spans.value = written
-                if written + target.dropped() >= total:
-                    break
-                now = time.perf_counter()
-                if written != last:
-                    last, last_change = written, now
-                elif now - last_change > 15:
-                    break  # stalled: report what arrived
-                time.sleep(0.002)
-            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-            proc.join(timeout=10)
+            wall, cpu, _ = windowed_drive(ctx, target, datagrams, total, target.dropped,
+                                          stall=15)
             result = {"name": target.name, "spans": total, "written": target.written(),
                       "dropped": target.dropped(), "wall": wall, "cpu": cpu,
                       "requests": target.sample("sls_requests_total", operation="put_logs",
                                                 outcome="ok")}
         finally:
-            if proc.is_alive():
-                proc.terminate()
             target.stop()
     stored = server.control("unique?project=%s&logstore=%s" % (project, LOGSTORE))
     result.update(stored=stored["logs"], unique=stored["unique"])
-    result["rate"] = result["written"] / result["wall"] if result["wall"] else 0.0
-    result["per_core"] = result["written"] / result["cpu"] if result["cpu"] else 0.0
-    result["cpu_us"] = 1e6 * result["cpu"] / result["written"] if result["written"] else 0.0
-    return result
+    return add_rates(result)
 
 
 def outage(ctx: Any, rate: float, down_for: float, before: float,
