@@ -34,6 +34,7 @@ from opentracing import (
 from . import diagnostics, forwarding, settings, tagging
 from .patching import Instrumentor
 from .suppression import suppress_instrumentation, suppressed_in_context
+from .unsampled import child_unsampled
 from .wsgi import WSGIHeaders, is_file_wrapper, request_url
 
 #: The environ key holding the request's tracing state.
@@ -46,6 +47,7 @@ _QUIET_EXTRACT_ERRORS = (SpanContextCorruptedException, InvalidCarrierException,
                          UnsupportedFormatException)
 _EXCLUDED = object()  # environ marker: this request is not traced
 _now = time.time
+_HTTP_HEADERS = Format.HTTP_HEADERS
 _global_tracer = opentracing.global_tracer
 _set_forwarded = forwarding.FORWARDED.set
 _reset_forwarded = forwarding.FORWARDED.reset
@@ -55,8 +57,11 @@ ResponseHook = Callable[[opentracing.Span, Optional[int], List[Tuple[str, str]]]
 
 
 class _RequestState:
+    """One request's tracing state; also the ``start_response`` handed to the application
+    (it notes the status and headers), which saves making a closure per request."""
+
     __slots__ = ("tracer", "start", "span", "scope", "status", "headers", "streamed",
-                 "error_logged", "forwarded", "finished")
+                 "error_logged", "forwarded", "finished", "start_response")
 
     def __init__(self, tracer: opentracing.Tracer, start: float,
                  forwarded: Optional[Dict[str, str]]) -> None:
@@ -70,17 +75,12 @@ class _RequestState:
         self.error_logged = False
         self.forwarded = forwarded
         self.finished = False
+        self.start_response: Optional[Callable[..., Any]] = None
 
-    def wrap_start_response(self, start_response: Callable[..., Any]) -> Callable[..., Any]:
-        state = self
-
-        def traced_start_response(status: str, headers: List[Tuple[str, str]],
-                                  *exc_info: Any) -> Any:
-            state.status = status
-            state.headers = headers
-            return start_response(status, headers, *exc_info)
-
-        return traced_start_response
+    def __call__(self, status: str, headers: List[Tuple[str, str]], *exc_info: Any) -> Any:
+        self.status = status
+        self.headers = headers
+        return self.start_response(status, headers, *exc_info)  # type: ignore[misc]
 
     def status_code(self) -> Optional[int]:
         try:
@@ -140,15 +140,21 @@ class FlaskInstrumentor(Instrumentor):
         if not self.active or len(args) != 2 or kwargs:
             return wrapped(*args, **kwargs)
         environ, start_response = args
-        state = self._enter(environ)
+        try:
+            # An outer call (a middleware calling a second patched app) already handles it.
+            state = None if STATE_KEY in environ else self._new_state(environ)
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "Flask request set-up")
+            state = None
         if state is None:
             return wrapped(environ, start_response)
         if state is _EXCLUDED:
             with suppress_instrumentation():
                 return wrapped(environ, start_response)
+        state.start_response = start_response
         token = _set_forwarded(state.forwarded)
         try:
-            result = wrapped(environ, state.wrap_start_response(start_response))
+            result = wrapped(environ, state)
         except BaseException as exc:
             self._end_failed(state, exc, environ)
             raise
@@ -200,18 +206,9 @@ class FlaskInstrumentor(Instrumentor):
             return _EXCLUDED
         forward_list = self.forward_list
         state = _RequestState(self.tracer or _global_tracer(), _now(),
-                              forward_list.capture(environ) if forward_list else None)
+                              None if forward_list is None else forward_list.capture(environ))
         environ[STATE_KEY] = state
         return state
-
-    def _enter(self, environ: Dict[str, Any]) -> Any:
-        try:
-            if STATE_KEY in environ:  # an outer call already handles this request
-                return None
-            return self._new_state(environ)
-        except Exception:  # noqa: BLE001
-            diagnostics.internal_error(_ERRORS, "Flask request set-up")
-            return None
 
     def _dispatch_state(self) -> Tuple[Optional[_RequestState], bool]:
         try:
@@ -245,25 +242,18 @@ class FlaskInstrumentor(Instrumentor):
                 code = getattr(request.routing_exception, "code", None)
                 name = "%s %s" % (method, code if isinstance(code, int) else 404)
         try:
-            parent = tracer.extract(Format.HTTP_HEADERS, WSGIHeaders(environ))
+            parent = tracer.extract(_HTTP_HEADERS, WSGIHeaders(environ))
         except _QUIET_EXTRACT_ERRORS:
             parent = None
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "extracting the incoming span context")
             parent = None
-        span_tags = {tagging.SPAN_KIND: tagging.SERVER, tagging.COMPONENT: COMPONENT,
-                     tagging.HTTP_METHOD: method, tagging.HTTP_URL: request_url(environ)}
-        address = environ.get("REMOTE_ADDR")
-        if address:
-            span_tags[tagging.peer_address_tag(address) or tagging.PEER_HOSTNAME] = address
-            port = environ.get("REMOTE_PORT")
-            if port:
-                try:
-                    span_tags[tagging.PEER_PORT] = int(port)
-                except ValueError:
-                    pass
-        span = tracer.start_span(name, child_of=parent, tags=span_tags,
-                                 start_time=state.start, ignore_active_span=True)
+        if child_unsampled(tracer, parent):
+            span = tracer.start_span(name, child_of=parent, start_time=state.start,
+                                     ignore_active_span=True)
+        else:
+            span = tracer.start_span(name, child_of=parent, tags=_server_tags(environ, method),
+                                     start_time=state.start, ignore_active_span=True)
         state.span = span
         state.scope = tracer.scope_manager.activate(span, False)
         if self.request_hook is not None:
@@ -373,6 +363,21 @@ class FlaskInstrumentor(Instrumentor):
                 scope.close()
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "leaving a streaming Flask span")
+
+
+def _server_tags(environ: Dict[str, Any], method: str) -> Dict[str, Any]:
+    span_tags = {tagging.SPAN_KIND: tagging.SERVER, tagging.COMPONENT: COMPONENT,
+                 tagging.HTTP_METHOD: method, tagging.HTTP_URL: request_url(environ)}
+    address = environ.get("REMOTE_ADDR")
+    if address:
+        span_tags[tagging.peer_address_tag(address) or tagging.PEER_HOSTNAME] = address
+        port = environ.get("REMOTE_PORT")
+        if port:
+            try:
+                span_tags[tagging.PEER_PORT] = int(port)
+            except ValueError:
+                pass
+    return span_tags
 
 
 class _TracedBody:

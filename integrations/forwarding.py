@@ -75,7 +75,9 @@ class ForwardList:
         present = self._key_names.keys() & environ.keys()
         if present:
             names = self._key_names
-            found = {names[key]: environ[key] for key in present}
+            found = {}
+            for key in present:  # a loop, not a comprehension: no extra frame per request
+                found[names[key]] = environ[key]
         if self._prefixes:
             for key, value in environ.items():
                 if not isinstance(key, str) or not key.startswith("HTTP_"):
@@ -128,7 +130,12 @@ def apply(outgoing: Any, injected: Mapping[str, str],
         return
     for name, value in injected.items():
         store[name] = (name, value)
-    stale = [name for name in TRACE_CONTEXT_HEADERS if name in store and name not in injected]
+    stale = None
+    for name in TRACE_CONTEXT_HEADERS - injected.keys():
+        if name in store:
+            if stale is None:
+                stale = []
+            stale.append(name)
     if stale and not TRACE_CONTEXT_HEADERS.isdisjoint(injected):
         derived = _derive(injected)
         for name in stale:

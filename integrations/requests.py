@@ -21,12 +21,17 @@ from opentracing import Format
 from . import diagnostics, forwarding, settings, tagging
 from .patching import Instrumentor
 from .suppression import is_suppressed
+from .unsampled import active_child_unsampled
 
 COMPONENT = "requests"
 
 _ERRORS = "integrations.requests.errors"
 _HOOK_ERRORS = "integrations.requests.hook_errors"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_HTTP_HEADERS = Format.HTTP_HEADERS
+_global_tracer = opentracing.global_tracer
+_apply = forwarding.apply
+_forwarded = forwarding.current
 
 RequestHook = Callable[[opentracing.Span, Any], Any]
 ResponseHook = Callable[[opentracing.Span, Any, Any], Any]
@@ -82,16 +87,20 @@ class RequestsInstrumentor(Instrumentor):
 
     def _before(self, request: Any) -> Optional[opentracing.Scope]:
         try:
-            url = request.url
-            for pattern in self.excluded:
-                if pattern.search(url):
-                    return None
-            tracer = self.tracer or opentracing.global_tracer()
+            if self.excluded:
+                url = request.url
+                for pattern in self.excluded:
+                    if pattern.search(url):
+                        return None
+            tracer = self.tracer or _global_tracer()
             method = request.method or "GET"
-            span_tags = {tagging.SPAN_KIND: tagging.CLIENT, tagging.COMPONENT: COMPONENT,
-                         tagging.HTTP_METHOD: method}
-            _add_url_tags(span_tags, url)
-            scope = tracer.start_active_span(method, tags=span_tags)
+            if active_child_unsampled(tracer):
+                scope = tracer.start_active_span(method)
+            else:
+                span_tags = {tagging.SPAN_KIND: tagging.CLIENT, tagging.COMPONENT: COMPONENT,
+                             tagging.HTTP_METHOD: method}
+                _add_url_tags(span_tags, request.url)
+                scope = tracer.start_active_span(method, tags=span_tags)
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "starting a requests client span")
             return None
@@ -99,10 +108,10 @@ class RequestsInstrumentor(Instrumentor):
         try:
             injected: Dict[str, str] = {}
             try:
-                tracer.inject(span.context, Format.HTTP_HEADERS, injected)
+                tracer.inject(span.context, _HTTP_HEADERS, injected)
             except Exception:  # noqa: BLE001
                 diagnostics.internal_error(_ERRORS, "injecting trace headers")
-            forwarding.apply(request.headers, injected, forwarding.current())
+            _apply(request.headers, injected, _forwarded())
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "adding headers to a requests call")
         if self.request_hook is not None:

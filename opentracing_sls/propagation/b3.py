@@ -34,7 +34,7 @@ unless the carrier itself is case-insensitive).
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from ..constants import DEBUG_FLAG, SAMPLED_FLAG
 from ..ids import id_to_hex, trace_id_to_hex
@@ -86,21 +86,24 @@ def _parse_single(value: str) -> Optional[SpanContext]:
 
 def _parse_multi(headers: HeaderReader) -> Optional[SpanContext]:
     """The context in the ``X-B3-*`` headers, or None when absent or malformed."""
-    sampled = headers.get_single(SAMPLED_HEADER)
+    get = headers.get_single
+    sampled = get(SAMPLED_HEADER)
     if sampled is None:
         flags: Optional[int] = None
     else:
-        flags = _SAMPLED.get(sampled.lower())
+        flags = _SAMPLED.get(sampled)
+        if flags is None:
+            flags = _SAMPLED.get(sampled.lower())
         if flags is None:
             return None  # empty or garbage: malformed, the spec's "restart the trace"
-    if headers.get_single(FLAGS_HEADER) == "1":
+    if get(FLAGS_HEADER) == "1":
         flags = _DEBUG_SAMPLED
 
-    trace_hex = headers.get_single(TRACE_ID_HEADER)
+    trace_hex = get(TRACE_ID_HEADER)
     if trace_hex is None:
         # Brave: no trace id -> only the sampling decision (if any) is propagated.
         return None if flags is None else SpanContext(0, 0, flags=flags)
-    span_hex = headers.get_single(SPAN_ID_HEADER)
+    span_hex = get(SPAN_ID_HEADER)
     if span_hex is None or _TRACE_ID.fullmatch(trace_hex) is None \
             or _SPAN_ID.fullmatch(span_hex) is None:
         return None
@@ -109,7 +112,7 @@ def _parse_multi(headers: HeaderReader) -> Optional[SpanContext]:
     if not trace_id or not span_id:
         return None
     parent_id = 0
-    parent_hex = headers.get_single(PARENT_SPAN_ID_HEADER)
+    parent_hex = get(PARENT_SPAN_ID_HEADER)
     if parent_hex is not None:
         if _SPAN_ID.fullmatch(parent_hex) is None:
             return None
@@ -128,6 +131,8 @@ class B3Codec(TextCodec):
     """
 
     __slots__ = ("multi_header", "single_header")
+
+    EXTRACT_READS = ((SINGLE_HEADER,) + _MULTI_HEADERS, ())
 
     def __init__(self, multi_header: bool = True, single_header: bool = False) -> None:
         if not (multi_header or single_header):
@@ -179,6 +184,48 @@ class B3Codec(TextCodec):
             carrier[SINGLE_HEADER] = state
         else:
             discard(carrier, SINGLE_HEADER)
+
+    def write_ids(self, span_context: SpanContext, carrier: Dict[str, str], trace_hex: str,
+                  span_hex: str) -> None:
+        """:meth:`inject` into a plain ``dict`` for a context with ids, its trace and span
+        ids already in hex (a composite formats them once for every codec)."""
+        flags = span_context.flags
+        if flags & DEBUG_FLAG:
+            state: Optional[str] = "d"
+        elif span_context.sampling_deferred:
+            state = None
+        else:
+            state = "1" if flags & SAMPLED_FLAG else "0"
+        parent_id = span_context.parent_id
+        parent_hex = "%016x" % parent_id if parent_id else None
+        pop = carrier.pop
+        if self.multi_header:
+            carrier[TRACE_ID_HEADER] = trace_hex
+            carrier[SPAN_ID_HEADER] = span_hex
+            if parent_hex is not None:
+                carrier[PARENT_SPAN_ID_HEADER] = parent_hex
+            else:
+                pop(PARENT_SPAN_ID_HEADER, None)
+            if state == "d":
+                carrier[FLAGS_HEADER] = "1"
+                pop(SAMPLED_HEADER, None)
+            elif state is None:
+                pop(SAMPLED_HEADER, None)
+                pop(FLAGS_HEADER, None)
+            else:
+                carrier[SAMPLED_HEADER] = state
+                pop(FLAGS_HEADER, None)
+        else:
+            for name in _MULTI_HEADERS:
+                pop(name, None)
+        if not self.single_header:
+            pop(SINGLE_HEADER, None)
+        elif state is None:
+            carrier[SINGLE_HEADER] = f"{trace_hex}-{span_hex}"
+        elif parent_hex is None:
+            carrier[SINGLE_HEADER] = f"{trace_hex}-{span_hex}-{state}"
+        else:
+            carrier[SINGLE_HEADER] = f"{trace_hex}-{span_hex}-{state}-{parent_hex}"
 
     def __repr__(self) -> str:
         return (f"B3Codec(multi_header={self.multi_header!r}, "

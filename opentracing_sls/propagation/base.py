@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from ..span_context import SpanContext
 from .carrier import HeaderReader
@@ -35,6 +35,11 @@ class TextCodec(Codec):
     """
 
     __slots__ = ()
+
+    #: ``(header names, name prefixes)`` (lowercase) that :meth:`extract_from` reads, when
+    #: finding none of them means it returns None. A composite codec then reads only those
+    #: and skips the codec when none is present. None: unknown, always asked.
+    EXTRACT_READS: Optional[Tuple[Tuple[str, ...], Tuple[str, ...]]] = None
 
     def extract(self, carrier: Any) -> Optional[SpanContext]:
         return self.extract_from(HeaderReader(carrier))

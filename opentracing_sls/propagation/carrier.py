@@ -4,12 +4,16 @@ Extraction runs on every request, and the same carrier may be read by several co
 :class:`HeaderReader` looks at the carrier once: a WSGI environ is read in place by its own key
 spelling; any other carrier is copied into a dict keyed by lowercase header name. Values are
 only decoded when a codec asks for them.
+
+Given a :class:`HeaderPlan` (the names and name prefixes its codecs read), a reader keeps only
+those headers and notes which are present, so a composite codec asks only the codecs that have
+something to read: the common request carries one format, or none.
 """
 
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Tuple
 
 from opentracing import InvalidCarrierException
 
@@ -64,12 +68,26 @@ class HeaderReader:
     iterated (``None``, an int, or an object whose ``items()`` fails).
     """
 
-    __slots__ = ("_headers", "_environ")
+    __slots__ = ("_headers", "_environ", "_prefix_source")
 
-    def __init__(self, carrier: Any) -> None:
+    def __init__(self, carrier: Any, plan: Optional[HeaderPlan] = None) -> None:
         environ = _environ_of(carrier)
-        self._environ = environ
-        self._headers = None if environ is not None else _collect(carrier)
+        # ``_environ``: looked up in place (no plan). ``_headers``: lowercase name -> raw
+        # value, only the planned names with a plan. ``_prefix_source``: what with_prefix()
+        # scans, the environ or ``_headers``; with a plan, None when no header has a planned
+        # prefix.
+        if plan is None:
+            self._environ = environ
+            self._headers = None if environ is not None else _collect(carrier)[0]
+            self._prefix_source = environ if environ is not None else self._headers
+        elif environ is not None:
+            self._environ = None
+            self._headers = plan.from_environ(environ)
+            self._prefix_source = environ if plan.environ_has_prefix(environ) else None
+        else:
+            self._environ = None
+            self._headers, prefixed = _collect(carrier, plan)
+            self._prefix_source = self._headers if prefixed else None
 
     def _raw(self, name: str) -> Any:
         if self._environ is not None:
@@ -79,8 +97,8 @@ class HeaderReader:
     def get(self, name: str) -> Optional[str]:
         """The value of the lowercase header ``name``, or None when absent or unusable."""
         value = self._raw(name)
-        if value is None:
-            return None
+        if value is None or type(value) is str:
+            return value
         return _to_text(value)
 
     def get_single(self, name: str) -> Optional[str]:
@@ -89,9 +107,17 @@ class HeaderReader:
         A server may join a repeated header with commas (``x-b3-sampled: 1,0``); no id or
         flag value contains a comma, so the first element is the first value.
         """
-        value = self.get(name)
+        # get() and _raw() inlined: codecs call this for every id and flag of every request.
+        if self._environ is not None:
+            value = self._environ.get(_environ_key(name))
+        else:
+            value = self._headers.get(name)  # type: ignore[union-attr]
         if value is None:
             return None
+        if type(value) is not str:
+            value = _to_text(value)
+            if value is None:
+                return None
         if "," in value:
             value = value.split(",", 1)[0]
         return value.strip()
@@ -113,79 +139,132 @@ class HeaderReader:
 
     def with_prefix(self, prefix: str) -> Iterator[Tuple[str, str]]:
         """``(rest of the lowercase name, value)`` for every header starting with ``prefix``."""
-        if self._environ is not None:
+        source = self._prefix_source
+        if source is None:
+            return
+        if source is not self._headers:  # a WSGI environ, by its own key spelling
             environ_prefix = _environ_key(prefix)
             cut = len(environ_prefix)
-            for key, raw in self._environ.items():
+            for key, raw in source.items():
                 if isinstance(key, str) and key.startswith(environ_prefix):
                     value = _to_text(raw)
                     if value is not None:
                         yield key[cut:].replace("_", "-").lower(), value
             return
         cut = len(prefix)
-        for key, raw in self._headers.items():  # type: ignore[union-attr]
+        for key, raw in source.items():
             if key.startswith(prefix):
                 value = _to_text(raw)
                 if value is not None:
                     yield key[cut:], value
 
+    def has_any(self, names: FrozenSet[str], prefixed: bool) -> bool:
+        """Whether one of ``names`` is present, or (``prefixed``) a name with one of the
+        plan's prefixes. Meant for a reader built with a plan that covers ``names``."""
+        if prefixed and self._prefix_source is not None:
+            return True
+        if self._environ is not None:
+            return any(self._environ.get(_environ_key(name)) is not None for name in names)
+        return not names.isdisjoint(self._headers)  # type: ignore[arg-type]
+
     def __len__(self) -> int:
-        """How many headers the carrier holds (for a WSGI environ: its ``HTTP_*`` keys)."""
+        """How many headers the carrier holds (for a WSGI environ: its ``HTTP_*`` keys; with
+        a plan: the planned names found)."""
         if self._environ is not None:
             return sum(1 for key in self._environ
                        if isinstance(key, str) and key.startswith(_WSGI_PREFIX))
         return len(self._headers)  # type: ignore[arg-type]
 
 
+# Carrier types whose instances may be views of an environ (an ``items`` method on the class).
+_VIEW_TYPES: Dict[type, bool] = {}
+
+
 def _environ_of(carrier: Any) -> Optional[Dict[str, Any]]:
     """The WSGI environ behind ``carrier``, if it is one (or werkzeug's view of one)."""
-    if isinstance(carrier, dict):
-        # PEP 3333 requires "wsgi.version" in every environ; no header dict has that key.
-        return carrier if "wsgi.version" in carrier else None
-    if isinstance(carrier, (list, tuple)):
+    cls = type(carrier)
+    view = _VIEW_TYPES.get(cls)
+    if view is None:
+        if isinstance(carrier, dict):
+            # PEP 3333 requires "wsgi.version" in every environ; no header dict has that key.
+            return carrier if "wsgi.version" in carrier else None
+        if isinstance(carrier, (list, tuple)):
+            return None
+        view = callable(getattr(cls, "items", None))
+        if view and len(_VIEW_TYPES) < 256:
+            _VIEW_TYPES[cls] = True
+    if view:
+        # werkzeug EnvironHeaders: its items() re-spells every environ key in Python; looking
+        # up the few keys we need in its environ is much cheaper and gives the same answers.
+        environ = getattr(carrier, "environ", None)
+        if isinstance(environ, dict):
+            return environ
         return None
-    # werkzeug EnvironHeaders: its items() re-spells every environ key in Python; looking up
-    # the few keys we need in its environ is much cheaper and gives the same answers.
+    # An object whose own attribute (not its class) provides items().
     environ = getattr(carrier, "environ", None)
     if isinstance(environ, dict) and hasattr(carrier, "items"):
         return environ
     return None
 
 
-def _collect(carrier: Any) -> Dict[str, Any]:
+def _collect(carrier: Any, plan: Optional[HeaderPlan] = None) -> Tuple[Dict[str, Any], bool]:
+    """``(lowercase name -> raw value, whether a name has one of the plan's prefixes)``;
+    with a plan only its names and prefixes are kept."""
     if isinstance(carrier, (list, tuple)):
-        return _collect_pairs(carrier)
+        return _collect_pairs(carrier, plan)
     items = carrier.items if isinstance(carrier, dict) else getattr(carrier, "items", None)
     if not callable(items):
         raise InvalidCarrierException(
             f"carrier must be a mapping of header names to values, got {type(carrier).__name__}")
     headers: Dict[str, Any] = {}
     try:
+        if plan is None:
+            for key, value in items():
+                if not isinstance(key, str):
+                    if not isinstance(key, (bytes, bytearray)):
+                        continue
+                    key = key.decode("latin-1")
+                # Inlined rather than a helper call: this loop runs for every header of
+                # every request.
+                if key.startswith(_WSGI_PREFIX):
+                    key = key[5:].replace("_", "-").lower()
+                else:
+                    key = key.lower()
+                if key not in headers:
+                    headers[key] = value
+            return headers, True
+        prefixed = False
+        relevant = plan.relevant
+        prefixes = plan.prefixes
         for key, value in items():
-            if not isinstance(key, str):
-                if not isinstance(key, (bytes, bytearray)):
-                    continue
-                key = key.decode("latin-1")
-            # Inlined rather than a helper call: this loop runs for every header of every
-            # request.
-            if key.startswith(_WSGI_PREFIX):
-                key = key[5:].replace("_", "-").lower()
-            else:
-                key = key.lower()
-            if key not in headers:
-                headers[key] = value
+            # One dict lookup per header for the names seen before (hashing a str is cached).
+            name = relevant.get(key, _UNSEEN) if type(key) is str else _UNSEEN
+            if name is _UNSEEN:
+                name = plan.classify(key)
+            if name is not None and name not in headers:
+                headers[name] = value
+                if prefixes and not prefixed and name.startswith(prefixes):
+                    prefixed = True
     except Exception as exc:  # the carrier's own iteration failed: it is unusable
         raise InvalidCarrierException(f"cannot read carrier: {exc!r}") from exc
-    return headers
+    return headers, prefixed
 
 
-def _collect_pairs(pairs: Any) -> Dict[str, Any]:
+def _collect_pairs(pairs: Any, plan: Optional[HeaderPlan]) -> Tuple[Dict[str, Any], bool]:
     """A list of ``(name, value)`` pairs (ASGI scopes use 2-item lists of bytes)."""
     headers: Dict[str, Any] = {}
+    prefixed = plan is None
     for pair in pairs:
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             continue
         key, value = pair
+        if plan is not None:
+            name = plan.classify(key)
+            if name is not None and name not in headers:
+                headers[name] = value
+                if plan.prefixes and name.startswith(plan.prefixes):
+                    prefixed = True
+            continue
         if not isinstance(key, str):
             if not isinstance(key, (bytes, bytearray)):
                 continue
@@ -196,7 +275,83 @@ def _collect_pairs(pairs: Any) -> Dict[str, Any]:
             key = key.lower()
         if key not in headers:
             headers[key] = value
-    return headers
+    return headers, prefixed
+
+
+_UNSEEN = object()
+
+
+class HeaderPlan:
+    """The lowercase header names and name prefixes a set of codecs reads.
+
+    A :class:`HeaderReader` built with a plan keeps only those headers: from a WSGI environ
+    it takes the planned keys with one set intersection and checks for a planned prefix
+    without a loop in Python; from other carriers it classifies each key with one dict
+    lookup (a bounded cache of the key spellings seen).
+    """
+
+    __slots__ = ("names", "prefixes", "relevant", "environ_prefixes", "_environ_names",
+                 "_environ_keys", "_environ_marks")
+
+    #: Bound of :attr:`relevant`: key spellings come from the network.
+    CACHE_MAX = 2048
+
+    def __init__(self, names: Iterable[str], prefixes: Iterable[str] = ()) -> None:
+        self.names: FrozenSet[str] = frozenset(name.lower() for name in names)
+        self.prefixes: Tuple[str, ...] = tuple(sorted({p.lower() for p in prefixes}))
+        #: key as spelled in a carrier -> lowercase name when planned, None when not.
+        self.relevant: Dict[str, Optional[str]] = {}
+        self._environ_names = {_WSGI_PREFIX + name.upper().replace("-", "_"): name
+                               for name in self.names}
+        self._environ_keys = frozenset(self._environ_names)
+        self.environ_prefixes = tuple(_WSGI_PREFIX + p.upper().replace("-", "_")
+                                      for p in self.prefixes)
+        # "\0" + key for every key of a joined environ: a prefix search in one C call.
+        self._environ_marks = tuple("\0" + p for p in self.environ_prefixes)
+
+    def classify(self, key: Any) -> Optional[str]:
+        """The lowercase name of carrier key ``key`` if the plan reads it, else None."""
+        raw = key
+        if not isinstance(key, str):
+            if not isinstance(key, (bytes, bytearray)):
+                return None
+            key = key.decode("latin-1")
+        if key.startswith(_WSGI_PREFIX):
+            name = key[5:].replace("_", "-").lower()
+        else:
+            name = key.lower()
+        if name not in self.names and not (self.prefixes and name.startswith(self.prefixes)):
+            name = None  # type: ignore[assignment]
+        if type(raw) is str and len(self.relevant) < self.CACHE_MAX:
+            self.relevant[raw] = name
+        return name
+
+    def from_environ(self, environ: Dict[str, Any]) -> Dict[str, Any]:
+        """The planned headers of a WSGI environ, by lowercase name."""
+        found: Dict[str, Any] = {}
+        present = self._environ_keys & environ.keys()
+        if present:
+            names = self._environ_names
+            for key in present:
+                found[names[key]] = environ[key]
+        return found
+
+    def environ_has_prefix(self, environ: Dict[str, Any]) -> bool:
+        """Whether an ``HTTP_*`` key of ``environ`` starts with a planned prefix."""
+        marks = self._environ_marks
+        if not marks:
+            return False
+        try:
+            # Keys joined by NUL, searched for NUL + prefix: one scan in C instead of a
+            # startswith() per key in Python (the first key has no NUL before it).
+            joined = "\0".join(environ)
+        except TypeError:  # a key that is not a str (PEP 3333 says they all are)
+            return any(isinstance(key, str) and key.startswith(self.environ_prefixes)
+                       for key in environ)
+        for mark in marks:
+            if mark in joined:
+                return True
+        return joined.startswith(self.environ_prefixes)
 
 
 def require_writable(carrier: Any) -> None:

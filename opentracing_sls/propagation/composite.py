@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 from ..span_context import SpanContext
 from .b3 import B3Codec
 from .base import TextCodec
-from .carrier import HeaderReader
+from .carrier import HeaderPlan, HeaderReader
 from .jaeger import JaegerCodec
 from .w3c import W3CCodec
 
@@ -28,16 +28,81 @@ class CompositeCodec(TextCodec):
     chosen context lacks and a ``tracestate`` read next to the same trace id.
     """
 
-    __slots__ = ("codecs",)
+    __slots__ = ("codecs", "_plan", "_planned", "_writers")
 
     def __init__(self, codecs: Sequence[TextCodec]) -> None:
         if not codecs:
             raise ValueError("CompositeCodec needs at least one codec")
         self.codecs: Tuple[TextCodec, ...] = tuple(codecs)
+        # When every codec says which headers it reads, extract() keeps only those and asks
+        # only the codecs whose headers are present (the others would find nothing). A codec
+        # that does not say (a custom one, or a subclass with its own extract_from) makes
+        # extract() read the whole carrier and ask every codec, as extract_from() does.
+        reads = [_declared_reads(codec) for codec in self.codecs]
+        self._plan: Optional[HeaderPlan] = None
+        self._planned: Tuple[Tuple[TextCodec, FrozenSet[str], bool], ...] = ()
+        if all(read is not None for read in reads):
+            names = [name for read in reads for name in read[0]]  # type: ignore[index]
+            prefixes = [prefix for read in reads for prefix in read[1]]  # type: ignore[index]
+            self._plan = HeaderPlan(names, prefixes)
+            planned = []
+            for codec, (codec_names, codec_prefixes) in zip(self.codecs, reads):  # type: ignore[misc]
+                own = frozenset(name.lower() for name in codec_names)
+                # A name another codec's prefix covers is only seen through the prefix scan.
+                prefixed = bool(codec_prefixes) or any(
+                    name.startswith(self._plan.prefixes) for name in own
+                    if self._plan.prefixes)
+                planned.append((codec, own, prefixed))
+            self._planned = tuple(planned)
+
+        # Our own codecs (exactly: a subclass may inject differently) can write into a plain
+        # dict from ids formatted once for all of them.
+        self._writers: Optional[Tuple[Any, ...]] = None
+        if all(type(codec) in _ID_WRITERS for codec in self.codecs):
+            self._writers = tuple(codec.write_ids for codec in self.codecs)  # type: ignore
 
     def inject(self, span_context: SpanContext, carrier: Any) -> None:
+        writers = self._writers
+        if writers is not None and type(carrier) is dict:
+            trace_id = span_context.trace_id
+            span_id = span_context.span_id
+            if trace_id and span_id:
+                trace_hex = "%032x" % trace_id if trace_id >> 64 else "%016x" % trace_id
+                span_hex = "%016x" % span_id
+                for write in writers:
+                    write(span_context, carrier, trace_hex, span_hex)
+                return
         for codec in self.codecs:
             codec.inject(span_context, carrier)
+
+    def extract(self, carrier: Any) -> Optional[SpanContext]:
+        plan = self._plan
+        if plan is None:
+            return self.extract_from(HeaderReader(carrier))
+        headers = HeaderReader(carrier, plan)
+        present = headers._headers
+        scan = headers._prefix_source is not None
+        if not present and not scan:
+            return None  # no propagation header at all: the common case of a new trace
+        primary: Optional[SpanContext] = None
+        found: Optional[List[SpanContext]] = None
+        for codec, names, prefixed in self._planned:
+            if not (prefixed and scan) and names.isdisjoint(present):  # type: ignore[arg-type]
+                continue
+            context = codec.extract_from(headers)
+            if context is None:
+                continue
+            if primary is None:
+                primary = context
+                continue
+            if found is None:
+                found = [primary]
+            found.append(context)
+            if context.has_trace and not primary.has_trace:
+                primary = context
+        if found is None:
+            return primary
+        return _merge(primary, found)  # type: ignore[arg-type]
 
     def extract_from(self, headers: HeaderReader) -> Optional[SpanContext]:
         found: List[SpanContext] = []
@@ -76,6 +141,22 @@ def _merge(primary: SpanContext, found: List[SpanContext]) -> SpanContext:
     baggage.update(primary.baggage)
     return SpanContext(primary.trace_id, primary.span_id, primary.parent_id, primary.flags,
                        baggage, debug_id, primary.sampling_deferred, trace_state)
+
+
+_ID_WRITERS = frozenset((B3Codec, W3CCodec, JaegerCodec))
+
+
+def _declared_reads(codec: TextCodec) -> Optional[Tuple[Tuple[str, ...], Tuple[str, ...]]]:
+    """``codec``'s ``EXTRACT_READS`` when the class that declares it also provides the
+    ``extract_from`` in use (a subclass overriding it may read anything), else None."""
+    cls = type(codec)
+    for klass in cls.__mro__:
+        reads = klass.__dict__.get("EXTRACT_READS")
+        if reads is not None:
+            return reads if cls.extract_from is klass.extract_from else None
+        if "extract_from" in klass.__dict__:
+            return None
+    return None
 
 
 def build_text_codec(names: Union[Sequence[str], str], url_encoding: bool) -> CompositeCodec:

@@ -71,6 +71,9 @@ class JaegerCodec(TextCodec):
 
     __slots__ = ("url_encoding",)
 
+    EXTRACT_READS = ((TRACE_ID_HEADER, DEBUG_ID_HEADER_KEY, BAGGAGE_HEADER_KEY),
+                     (BAGGAGE_HEADER_PREFIX,))
+
     def __init__(self, url_encoding: bool = False) -> None:
         self.url_encoding = url_encoding
 
@@ -109,6 +112,18 @@ class JaegerCodec(TextCodec):
         else:
             # No ids to write: don't let a header copied from elsewhere speak for us.
             discard(carrier, TRACE_ID_HEADER)
+        self._write_baggage(span_context, carrier)
+
+    def write_ids(self, span_context: SpanContext, carrier: Dict[str, str], trace_hex: str,
+                  span_hex: str) -> None:
+        """:meth:`inject` into a plain ``dict`` for a context with ids, its trace id already
+        in hex (``span_hex`` is unused: ``uber-trace-id`` writes the span id unpadded)."""
+        carrier[TRACE_ID_HEADER] = "%s:%x:%x:%x" % (
+            trace_hex, span_context.span_id, span_context.parent_id, span_context.flags & 0xFF)
+        if span_context.baggage:
+            self._write_baggage(span_context, carrier)
+
+    def _write_baggage(self, span_context: SpanContext, carrier: Any) -> None:
         baggage = span_context.baggage
         if baggage:
             if self.url_encoding:

@@ -23,7 +23,7 @@ writes nothing and removes a stale ``traceparent``/``tracestate``.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from ..constants import DEBUG_FLAG, SAMPLED_FLAG
 from ..span_context import SpanContext
@@ -76,6 +76,8 @@ class W3CCodec(TextCodec):
 
     __slots__ = ()
 
+    EXTRACT_READS = ((TRACEPARENT_HEADER, TRACESTATE_HEADER), ())
+
     def extract_from(self, headers: HeaderReader) -> Optional[SpanContext]:
         values = headers.get_all(TRACEPARENT_HEADER)
         if len(values) != 1:
@@ -104,6 +106,23 @@ class W3CCodec(TextCodec):
             carrier[TRACESTATE_HEADER] = span_context.trace_state
         else:
             discard(carrier, TRACESTATE_HEADER)
+
+    def write_ids(self, span_context: SpanContext, carrier: Dict[str, str], trace_hex: str,
+                  span_hex: str) -> None:
+        """:meth:`inject` into a plain ``dict`` for a context with ids, its trace and span
+        ids already in hex (16 or 32 digits for the trace id, 16 for the span id)."""
+        flags = span_context.flags
+        if flags & DEBUG_FLAG or (flags & SAMPLED_FLAG and not span_context.sampling_deferred):
+            sampled = "-01"
+        else:
+            sampled = "-00"
+        if len(trace_hex) < 32:
+            trace_hex = "0000000000000000" + trace_hex
+        carrier[TRACEPARENT_HEADER] = "00-" + trace_hex + "-" + span_hex + sampled
+        if span_context.trace_state:
+            carrier[TRACESTATE_HEADER] = span_context.trace_state
+        else:
+            carrier.pop(TRACESTATE_HEADER, None)
 
     def __repr__(self) -> str:
         return "W3CCodec()"

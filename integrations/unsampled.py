@@ -1,0 +1,39 @@
+"""Knowing before a span starts that our tracer will not sample it.
+
+Our tracer drops the tags of an unsampled span (only ``sampling.priority`` counts), so
+building them is wasted work on every unsampled request: the server span's URL and peer
+tags, the client span's URL parse. The tracer samples parent-based: a child of a context
+with ids and a decision inherits that decision (``Tracer`` in ``tracer.py``). So when the
+parent is such a context of ours saying "not sampled", and the tracer is exactly ours, the
+span will be unsampled whatever its tags are, and they can be left out.
+
+Anything else (another tracer, a subclass of ours, a root span the sampler decides, a
+deferred or sampled parent) gets its tags as usual: the shortcut only ever skips work whose
+result would have been thrown away.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentracing_sls.constants import SAMPLED_FLAG
+from opentracing_sls.span_context import SpanContext
+from opentracing_sls.tracer import Tracer
+
+
+def child_unsampled(tracer: Any, parent: Any) -> bool:
+    """True when a span that ``tracer`` starts as a child of ``parent`` (a span context)
+    is certainly not sampled."""
+    return (type(tracer) is Tracer and type(parent) is SpanContext
+            and not parent.flags & SAMPLED_FLAG and not parent.sampling_deferred
+            and bool(parent.trace_id) and bool(parent.span_id))
+
+
+def active_child_unsampled(tracer: Any) -> bool:
+    """Like :func:`child_unsampled` for the child of ``tracer``'s active span."""
+    if type(tracer) is not Tracer:
+        return False
+    scope = tracer.scope_manager.active
+    if scope is None:
+        return False
+    return child_unsampled(tracer, scope.span.context)
