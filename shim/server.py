@@ -17,6 +17,7 @@ from .metrics import ShimMetrics
 from .model import Span
 from .sampling import Strategies
 from .sinks import Sink, build_sinks
+from .store_accel import untrack
 from .udp import UdpReceiver, bind_udp
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class Shim:
 
     def deliver(self, spans: List[Span], fmt: str) -> None:
         self.metrics.decoded.labels(fmt).inc(len(spans))
+        # Queued spans are only strings and numbers in tuples: the garbage collector need not
+        # walk them over and over while they wait (it cost a third of the CPU per span).
+        untrack(spans)
         for sink in self.sinks:
             sink.submit(spans)
 

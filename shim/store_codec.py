@@ -120,6 +120,11 @@ def encode_body(span: Span) -> str:
     if (not refs and not parent_id) or (len(refs) == 1 and parent_id
                                         and refs[0] == (CHILD_OF, span.trace_id, parent_id)):
         return _encode((span.tags, span.logs))
+    for ref_type, trace_id, span_id in refs:
+        # decode_body must be able to read back what is stored (a TypeError rejects the span).
+        if not (type(ref_type) is int and type(trace_id) is int and type(span_id) is int):
+            raise TypeError("a reference is three ints, got %r" % ((ref_type, trace_id,
+                                                                    span_id),))
     return _encode((span.tags, span.logs, refs))
 
 

@@ -183,8 +183,11 @@ class ShimTarget:
         return int(self._written._value.get())
 
     def lost(self) -> float:
-        return metric_total(self.shim, "spans_dropped") + metric_total(self.shim,
-                                                                       "inputs_dropped")
+        # Called every 2 ms while driving: summing the children directly keeps the pacing
+        # loop's own CPU (counted as the shim's) small; registry.collect() was 5% of a core.
+        metrics = self.shim.metrics
+        return sum(child._value.get() for counter in (metrics.dropped, metrics.input_dropped)
+                   for child in list(counter._metrics.values()))
 
     def sample(self, name: str, labels: Dict[str, str]) -> float:
         return self.shim.metrics.registry.get_sample_value(name, labels) or 0.0

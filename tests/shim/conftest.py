@@ -7,7 +7,7 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from opentracing_sls.shim import thrift_decode
+from opentracing_sls.shim import store_accel, thrift_decode
 from opentracing_sls.shim.config import resolve
 from opentracing_sls.shim.server import Shim
 from opentracing_sls.testing import free_ports
@@ -61,4 +61,15 @@ def compact_backend(request, monkeypatch):
     if request.param == "c" and "module" in request.fixturenames:
         pytest.skip("tests the Python decoders' internals")
     monkeypatch.setattr(thrift_decode, "_compact_decode", decode)
+    return request.param
+
+
+@pytest.fixture(params=["python", "c"])
+def store_backend(request, monkeypatch):
+    """Runs a test with the store's rows prepared by the Python loop, then by the C one (when
+    it was built); stores opened inside the test use that backend."""
+    if request.param == "c" and store_accel._cstore is None:
+        pytest.skip("the C store accelerator was not built")
+    monkeypatch.setattr(store_accel, "PREPARER",
+                        store_accel._cstore.Preparer if request.param == "c" else None)
     return request.param

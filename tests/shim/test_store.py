@@ -26,6 +26,9 @@ from opentracing_sls.shim.model import (
 from opentracing_sls.shim.store import LocalStore, StoreError, TraceQuery
 from opentracing_sls.shim.store_schema import APPLICATION_ID, SCHEMA_VERSION
 
+# Every test twice: rows prepared by the Python loop and by the C one.
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 T0 = 1_700_000_000_000_000
 FRONTEND = Process("frontend", (Tag("hostname", STRING, "web-1"), Tag("ip", LONG, 167772161)))
 BACKEND = Process("backend", ())

@@ -29,6 +29,9 @@ from opentracing_sls.shim.store_read import (
     plan_find,
 )
 
+# Every test twice: rows prepared by the Python loop and by the C one.
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 T0 = 1_700_000_000_000_000
 HOUR = 3_600_000_000
 WEB = Process("web", (Tag("hostname", STRING, "web-1"), Tag("version", LONG, 3)))
