@@ -9,6 +9,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("opentracing_sls._speedups", ["opentracing_sls/_speedups.c"], optional=True),
+        Extension("opentracing_sls._cspan", ["opentracing_sls/_cspan.c"], optional=True),
         Extension("opentracing_sls.shim._ccompact", ["shim/_ccompact.c"], optional=True),
         Extension("opentracing_sls.shim._cstore", ["shim/_cstore.c"], optional=True),
     ],

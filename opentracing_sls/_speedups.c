@@ -1,6 +1,7 @@
 /*
  * Optional C accelerator of the tracer's hot path: the Jaeger Thrift compact encoding of one
- * finished span (opentracing_sls.reporting.compact.encode_span).
+ * finished span (opentracing_sls.reporting.compact.encode_span), and the reporter's loop
+ * that encodes queued spans and groups them into payloads (encoding.pack_spans).
  *
  * It produces byte-for-byte what the pure-Python encoder produces, and handles only the
  * common shapes itself: exact str keys and names that encode as strict UTF-8, and exact
@@ -417,6 +418,113 @@ static PyObject *encode_span(PyObject *Py_UNUSED(module), PyObject *record) {
     return out;
 }
 
+/* The pending exception, normalised, as a new reference (the error indicator is cleared). */
+static PyObject *take_exception(void) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Appends `item` to `list` and drops the caller's reference to it. */
+static int append_steal(PyObject *list, PyObject *item) {
+    if (item == NULL)
+        return -1;
+    int rc = PyList_Append(list, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* pack_spans(encode, records, budget, used): the C twin of encoding.pack_spans. */
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *compat_new_ref(PyObject *o) {
+    Py_INCREF(o);
+    return o;
+}
+#define Py_NewRef(o) compat_new_ref((PyObject *)(o))
+#endif
+static PyObject *pack_spans(PyObject *Py_UNUSED(module), PyObject *const *args,
+                            Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "pack_spans() takes 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *encode = args[0];
+    Py_ssize_t budget = PyLong_AsSsize_t(args[2]);
+    if (budget == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t total = PyLong_AsSsize_t(args[3]);
+    if (total == -1 && PyErr_Occurred())
+        return NULL;
+    /* our own encoder is called directly: no Python call per span */
+    int ours = PyCFunction_Check(encode) && PyCFunction_GET_FUNCTION(encode) == encode_span;
+    PyObject *records = PySequence_Fast(args[1], "pack_spans() needs a sequence of records");
+    if (records == NULL)
+        return NULL;
+    PyObject *groups = PyList_New(0), *too_large = PyList_New(0), *failures = PyList_New(0);
+    PyObject *spans = PyList_New(0), *result = NULL;
+    if (groups == NULL || too_large == NULL || failures == NULL || spans == NULL)
+        goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(records);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *record = PySequence_Fast_GET_ITEM(records, i);
+        PyObject *data = encode == Py_None ? Py_NewRef(record)
+                         : ours           ? encode_span(NULL, record)
+                                          : PyObject_CallOneArg(encode, record);
+        if (data == NULL) {
+            /* counted by the caller; KeyboardInterrupt and friends are not ours to keep */
+            if (!PyErr_ExceptionMatches(PyExc_Exception) ||
+                append_steal(failures, take_exception()) < 0)
+                goto done;
+            continue;
+        }
+        Py_ssize_t size = PyObject_Length(data);
+        if (size < 0) {
+            Py_DECREF(data);
+            goto done;
+        }
+        if (size > budget) {
+            Py_DECREF(data);
+            if (append_steal(too_large, PyLong_FromSsize_t(size)) < 0)
+                goto done;
+            continue;
+        }
+        if (total + size > budget) {
+            if (append_steal(groups, Py_BuildValue("(On)", spans, total)) < 0) {
+                Py_DECREF(data);
+                goto done;
+            }
+            Py_SETREF(spans, PyList_New(0));
+            total = 0;
+            if (spans == NULL) {
+                Py_DECREF(data);
+                goto done;
+            }
+        }
+        if (append_steal(spans, data) < 0)
+            goto done;
+        total += size;
+    }
+    if (append_steal(groups, Py_BuildValue("(On)", spans, total)) < 0)
+        goto done;
+    result = PyTuple_Pack(3, groups, too_large, failures);
+done:
+    Py_DECREF(records);
+    Py_XDECREF(groups);
+    Py_XDECREF(too_large);
+    Py_XDECREF(failures);
+    Py_XDECREF(spans);
+    return result;
+}
+
 static PyObject *set_fallback(PyObject *Py_UNUSED(module), PyObject *function) {
     if (!PyCallable_Check(function)) {
         PyErr_SetString(PyExc_TypeError, "set_fallback() needs a callable");
@@ -430,6 +538,8 @@ static PyObject *set_fallback(PyObject *Py_UNUSED(module), PyObject *function) {
 static PyMethodDef methods[] = {
     {"encode_span_compact", encode_span, METH_O,
      "encode_span_compact(record) -> bytes: one Jaeger Thrift compact Span struct."},
+    {"pack_spans", (PyCFunction)(void (*)(void))pack_spans, METH_FASTCALL,
+     "pack_spans(encode, records, budget, used) -> (groups, too_large, failures)."},
     {"set_fallback", set_fallback, METH_O,
      "set_fallback(function): the Python encoder used for shapes the C path does not take."},
     {NULL, NULL, 0, NULL},
@@ -438,6 +548,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "_speedups",
     "Optional C accelerator of the tracer's compact Thrift span encoder.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module_def); }

@@ -7,6 +7,9 @@ tag names, flag bits); see ``shared/reference/jaeger-wire.md`` section 8.1.
 SAMPLED_FLAG = 0x01
 DEBUG_FLAG = 0x02
 
+#: The baggage of every context that has none: shared, so never mutated.
+EMPTY_BAGGAGE: dict = {}
+
 TRACE_ID_HEADER = "uber-trace-id"
 BAGGAGE_HEADER_PREFIX = "uberctx-"
 DEBUG_ID_HEADER_KEY = "jaeger-debug-id"

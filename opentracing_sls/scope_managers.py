@@ -14,11 +14,14 @@ from typing import Any, Callable, Optional
 
 from opentracing import Scope, ScopeManager, Span
 
+from ._accel import cspan
+
 _instance_numbers = itertools.count(1)
 
 
-class _RestoringScope(Scope):
-    """A scope that, when closed, reinstates the scope that was active before it."""
+class _PyScopeCore(Scope):
+    """A scope that, when closed, reinstates the one active before it: the pure-Python twin
+    of ``_cspan.ScopeCore``."""
 
     __slots__ = ("_finish_on_close", "_previous", "_closed", "_get", "_set")
 
@@ -50,18 +53,11 @@ class _RestoringScope(Scope):
         self.close()
 
 
-class ContextVarsScopeManager(ScopeManager):
-    """Active scope in a :class:`contextvars.ContextVar` owned by this instance.
+class _PyVarManagerCore:
+    """``activate``/``active`` over the manager's ContextVar: the twin of
+    ``_cspan.VarManagerCore``."""
 
-    Works for threads (each thread has its own context) and for asyncio (a task inherits the
-    context of the code that created it, so ``asyncio.gather`` children see their parent).
-    The default scope manager.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._var: contextvars.ContextVar[Optional[Scope]] = contextvars.ContextVar(
-            "opentracing_sls_scope_%d" % next(_instance_numbers), default=None)
+    _var: contextvars.ContextVar[Optional[Scope]]
 
     def activate(self, span: Span, finish_on_close: bool) -> Scope:
         var = self._var
@@ -72,6 +68,44 @@ class ContextVarsScopeManager(ScopeManager):
     @property
     def active(self) -> Optional[Scope]:
         return self._var.get()
+
+
+_cspan = cspan()
+if _cspan is not None:
+    _ScopeCore: Any = _cspan.ScopeCore
+    _VarManagerCore: Any = _cspan.VarManagerCore
+else:
+    _ScopeCore = _PyScopeCore
+    _VarManagerCore = _PyVarManagerCore
+
+
+class _RestoringScope(_ScopeCore, Scope):
+    """A scope that, when closed, reinstates the scope that was active before it.
+
+    ``_RestoringScope(manager, span, finish_on_close, previous, get, set_)``: ``get``/``set_``
+    read and write the manager's active scope.
+    """
+
+    __slots__ = ()
+
+
+if _cspan is not None:
+    _cspan.set_scope_type(_RestoringScope)
+
+
+class ContextVarsScopeManager(_VarManagerCore, ScopeManager):
+    """Active scope in a :class:`contextvars.ContextVar` owned by this instance.
+
+    Works for threads (each thread has its own context) and for asyncio (a task inherits the
+    context of the code that created it, so ``asyncio.gather`` children see their parent).
+    The default scope manager.
+    """
+
+    def __init__(self) -> None:
+        # Not super(): the C core's __init__ is object's and would skip ScopeManager's.
+        ScopeManager.__init__(self)
+        self._var = contextvars.ContextVar(
+            "opentracing_sls_scope_%d" % next(_instance_numbers), default=None)
 
 
 class ThreadLocalScopeManager(ScopeManager):

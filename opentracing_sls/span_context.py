@@ -6,28 +6,14 @@ from typing import Dict, Mapping, Optional
 
 import opentracing
 
-from .constants import DEBUG_FLAG, SAMPLED_FLAG
+from ._accel import cspan
+from .constants import DEBUG_FLAG, EMPTY_BAGGAGE, SAMPLED_FLAG
 
-_EMPTY: Dict[str, str] = {}
+_EMPTY: Dict[str, str] = EMPTY_BAGGAGE
 
 
-class SpanContext(opentracing.SpanContext):
-    """Trace id, span id, parent id, flags and baggage.
-
-    ``trace_id`` is an unsigned int of up to 128 bits, ``span_id``/``parent_id`` unsigned
-    64-bit ints (``parent_id`` 0 for a root). ``flags`` carries the Jaeger bits
-    (``SAMPLED_FLAG``, ``DEBUG_FLAG``).
-
-    An *extracted* context may lack parts:
-
-    - ``sampling_deferred=True``: the upstream sent ids but no sampling decision (B3 with
-      ``X-B3-Sampled`` absent, ``traceparent`` is always decided); the tracer's local sampler
-      decides for the child.
-    - ``trace_state``: the W3C ``tracestate`` value, carried verbatim to children.
-    - ``trace_id == 0``: no ids at all, only baggage or a debug id (``jaeger-debug-id``),
-      with ``sampling_deferred=True``, or a bare decision (``b3: 0``, ``b3: 1``) with
-      ``sampling_deferred=False``; the tracer starts a new root and keeps what there is.
-    """
+class _PyContextCore:
+    """The fields of a SpanContext: the pure-Python twin of ``_cspan.ContextCore``."""
 
     __slots__ = ("trace_id", "span_id", "parent_id", "flags", "_baggage", "debug_id",
                  "sampling_deferred", "trace_state")
@@ -51,6 +37,33 @@ class SpanContext(opentracing.SpanContext):
         self.debug_id = debug_id
         self.sampling_deferred = sampling_deferred
         self.trace_state = trace_state
+
+
+_cspan = cspan()
+_ContextCore = _cspan.ContextCore if _cspan is not None else _PyContextCore
+
+
+class SpanContext(_ContextCore, opentracing.SpanContext):  # type: ignore[valid-type,misc]
+    """Trace id, span id, parent id, flags and baggage.
+
+    ``trace_id`` is an unsigned int of up to 128 bits, ``span_id``/``parent_id`` unsigned
+    64-bit ints (``parent_id`` 0 for a root). ``flags`` carries the Jaeger bits
+    (``SAMPLED_FLAG``, ``DEBUG_FLAG``).
+
+    An *extracted* context may lack parts:
+
+    - ``sampling_deferred=True``: the upstream sent ids but no sampling decision (B3 with
+      ``X-B3-Sampled`` absent, ``traceparent`` is always decided); the tracer's local sampler
+      decides for the child.
+    - ``trace_state``: the W3C ``tracestate`` value, carried verbatim to children.
+    - ``trace_id == 0``: no ids at all, only baggage or a debug id (``jaeger-debug-id``),
+      with ``sampling_deferred=True``, or a bare decision (``b3: 0``, ``b3: 1``) with
+      ``sampling_deferred=False``; the tracer starts a new root and keeps what there is.
+    """
+
+    # The fields and __init__(trace_id, span_id, parent_id=0, flags=0, baggage=None,
+    # debug_id=None, sampling_deferred=False, trace_state=None) come from the core.
+    __slots__ = ()
 
     @property
     def baggage(self) -> Dict[str, str]:

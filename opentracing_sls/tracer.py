@@ -11,6 +11,7 @@ import opentracing
 from opentracing import Format, Scope, ScopeManager, UnsupportedFormatException
 
 from . import ids
+from ._accel import cspan
 from .constants import (
     CLIENT_VERSION,
     DEBUG_FLAG,
@@ -39,7 +40,50 @@ _SAMPLED_AND_DEBUG = SAMPLED_FLAG | DEBUG_FLAG
 _ERROR_LOG_INTERVAL = 60.0
 
 
-class Tracer(opentracing.Tracer):
+class _PyTracerCore:
+    """``start_span``/``start_active_span`` in pure Python: the twin of ``_cspan.TracerCore``,
+    which handles the common shapes itself and calls ``_start_span`` for the rest."""
+
+    def start_active_span(
+        self,
+        operation_name: str,
+        child_of: Any = None,
+        references: Optional[List[opentracing.Reference]] = None,
+        tags: Optional[Mapping[str, Any]] = None,
+        start_time: Optional[float] = None,
+        ignore_active_span: bool = False,
+        finish_on_close: bool = True,
+    ) -> Scope:
+        # Through start_span, which a subclass or the instance may have replaced.
+        return self._scope_manager.activate(  # type: ignore[attr-defined,no-any-return]
+            self.start_span(operation_name, child_of, references, tags, start_time,
+                            ignore_active_span),
+            finish_on_close)
+
+    def start_span(
+        self,
+        operation_name: Optional[str] = None,
+        child_of: Any = None,
+        references: Optional[List[opentracing.Reference]] = None,
+        tags: Optional[Mapping[str, Any]] = None,
+        start_time: Optional[float] = None,
+        ignore_active_span: bool = False,
+    ) -> Span:
+        return self._start_span(  # type: ignore[attr-defined,no-any-return]
+            operation_name, child_of, references, tags, start_time, ignore_active_span)
+
+
+_cspan = cspan()
+if _cspan is not None:
+    _cspan.set_tracer_types(context_type=SpanContext, span_type=Span,
+                            getrandbits=_getrandbits, new_id=ids.new_id,
+                            new_trace_id=ids.new_trace_id)
+    _TracerCore: Any = _cspan.TracerCore
+else:
+    _TracerCore = _PyTracerCore
+
+
+class Tracer(_TracerCore, opentracing.Tracer):
     """Creates spans, decides sampling, propagates contexts and hands finished spans to a reporter.
 
     Sampling is parent-based: a child follows its parent's decision; a context extracted with
@@ -62,7 +106,8 @@ class Tracer(opentracing.Tracer):
     ) -> None:
         if not service_name or not isinstance(service_name, str):
             raise ValueError("service_name must be a non-empty string")
-        super().__init__(scope_manager or ContextVarsScopeManager())
+        # Not super(): the C core's __init__ is object's and would skip opentracing.Tracer's.
+        opentracing.Tracer.__init__(self, scope_manager or ContextVarsScopeManager())
         self.service_name = service_name
         self.reporter = reporter
         self.sampler = sampler
@@ -98,30 +143,20 @@ class Tracer(opentracing.Tracer):
 
     # -- spans ---------------------------------------------------------------------------------
 
-    def start_active_span(
-        self,
-        operation_name: str,
-        child_of: Any = None,
-        references: Optional[List[opentracing.Reference]] = None,
-        tags: Optional[Mapping[str, Any]] = None,
-        start_time: Optional[float] = None,
-        ignore_active_span: bool = False,
-        finish_on_close: bool = True,
-    ) -> Scope:
-        return self._scope_manager.activate(
-            self.start_span(operation_name, child_of, references, tags, start_time,
-                            ignore_active_span),
-            finish_on_close)
+    # start_span(operation_name=None, child_of=None, references=None, tags=None,
+    # start_time=None, ignore_active_span=False) and start_active_span(operation_name, ...,
+    # finish_on_close=True) come from the core, which calls this for what it does not take.
 
-    def start_span(
+    def _start_span(
         self,
-        operation_name: Optional[str] = None,
-        child_of: Any = None,
-        references: Optional[List[opentracing.Reference]] = None,
-        tags: Optional[Mapping[str, Any]] = None,
-        start_time: Optional[float] = None,
-        ignore_active_span: bool = False,
+        operation_name: Optional[str],
+        child_of: Any,
+        references: Optional[List[opentracing.Reference]],
+        tags: Optional[Mapping[str, Any]],
+        start_time: Optional[float],
+        ignore_active_span: bool,
     ) -> Span:
+        """Every shape of start_span: references, foreign parents, deferred sampling ..."""
         parent = child_of
         refs: Optional[List[ReferenceRecord]] = None
         if references:

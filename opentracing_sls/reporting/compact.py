@@ -16,10 +16,10 @@ into neighbouring pieces, and everything is appended to one list joined once.
 
 from __future__ import annotations
 
-import os
 import struct
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from .._accel import load
 from ..record import SpanRecord
 from ._varint import (
     CONT,
@@ -344,14 +344,11 @@ def _accelerated() -> Tuple[Any, str]:
     ``OPENTRACING_SLS_PURE_PYTHON=1`` forces the Python encoder. The C one emits the same
     bytes and hands every shape it does not take itself to the Python one.
     """
-    if os.environ.get("OPENTRACING_SLS_PURE_PYTHON", "") not in ("", "0"):
+    speedups = load("_speedups")
+    if speedups is None:
         return encode_span, "python"
-    try:
-        from .. import _speedups
-    except ImportError:
-        return encode_span, "python"
-    _speedups.set_fallback(encode_span)
-    return _speedups.encode_span_compact, "c"
+    speedups.set_fallback(encode_span)
+    return speedups.encode_span_compact, "c"
 
 
 #: ``encode_span`` of the backend in use, and its name (``"c"`` or ``"python"``).

@@ -82,8 +82,12 @@ class _NeverRestoringScopeManager(ContextVarsScopeManager):
 
     def activate(self, span, finish_on_close):
         scope = super().activate(span, finish_on_close)
-        scope._set = lambda previous: None
+        self._stuck = scope
         return scope
+
+    @property
+    def active(self):
+        return getattr(self, "_stuck", None)
 
 
 def test_broken_scope_manager_fails_scope_suite():
