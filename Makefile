@@ -10,7 +10,7 @@ install: $(STAMP)
 
 # Re-installs (and rebuilds the optional C accelerators) when the project metadata or a C
 # source changes; `make clean` forces a fresh environment.
-$(STAMP): pyproject.toml setup.py $(wildcard opentracing_sls/*.c shim/*.c)
+$(STAMP): pyproject.toml setup.py $(wildcard opentracing_sls/*.c opentracing_sls/csrc/*.h shim/*.c)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,integrations,shim]'

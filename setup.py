@@ -4,12 +4,15 @@ Each extension is ``optional``: without a C compiler or Python headers the build
 and the pure-Python code paths are used (``OPENTRACING_SLS_PURE_PYTHON=1`` forces them).
 """
 
+import glob
+
 from setuptools import Extension, setup
 
 setup(
     ext_modules=[
         Extension("opentracing_sls._speedups", ["opentracing_sls/_speedups.c"], optional=True),
-        Extension("opentracing_sls._cspan", ["opentracing_sls/_cspan.c"], optional=True),
+        Extension("opentracing_sls._cspan", ["opentracing_sls/_cspan.c"], optional=True,
+                  depends=sorted(glob.glob("opentracing_sls/csrc/*.h"))),
         Extension("opentracing_sls.shim._ccompact", ["shim/_ccompact.c"], optional=True),
         Extension("opentracing_sls.shim._cstore", ["shim/_cstore.c"], optional=True),
     ],

@@ -1,0 +1,126 @@
+/* Part of _cspan.c (one translation unit, split for reading; every symbol stays static):
+ * Shared by the parts of _cspan: includes, the objects configure() hands over, the
+ * interned names, and the helpers every core uses. */
+#ifndef CSPAN_COMMON_H
+#define CSPAN_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#define SAMPLED_FLAG 1L
+#define DEBUG_FLAG 2L
+/* constants.MAX_TAG_VALUE_LENGTH, for a tracer object that lacks max_tag_value_length */
+#define DEFAULT_LIMIT 1024
+
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *compat_new_ref(PyObject *o) {
+    Py_INCREF(o);
+    return o;
+}
+#define Py_NewRef(o) compat_new_ref((PyObject *)(o))
+#endif
+
+/* Set once by configure(). */
+static PyObject *record_type = NULL;  /* opentracing_sls.record.SpanRecord */
+static PyObject *empty_baggage = NULL; /* span_context._EMPTY: shared, never mutated */
+static PyObject *on_error = NULL;      /* opentracing.Span._on_error */
+static PyObject *scope_type = NULL;    /* scope_managers._RestoringScope */
+static PyObject *time_time = NULL;     /* time.time */
+
+static PyObject *s_finished_count, *s_report, *s_internal_error, *s_tag_value, *s_log_value,
+    *s_warn_twice, *s_max_len, *s_finish, *s_priority_key, *s_million, *s_zero;
+
+/* ------------------------------------------------------------------- shared helpers */
+
+/* Logs the pending exception through tracer._internal_error(what), inside an emulated
+ * `except` block so the tracer's logging sees it as sys.exc_info(). Exceptions that are
+ * not Exception subclasses (KeyboardInterrupt, SystemExit) stay pending: the pure-Python
+ * code does not catch them either. Returns 0 when the exception was consumed. */
+static int swallow(PyObject *tracer, const char *what) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *saved = PyErr_GetHandledException();
+    PyErr_SetHandledException(exc);
+    PyObject *r = PyObject_CallMethod(tracer, "_internal_error", "s", what);
+    if (r == NULL)
+        PyErr_Clear(); /* a broken error logger must not break the app either */
+    Py_XDECREF(r);
+    PyErr_SetHandledException(saved);
+    Py_XDECREF(saved);
+    Py_XDECREF(exc);
+#else
+    PyObject *type, *value, *tb, *otype, *ovalue, *otb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    PyErr_GetExcInfo(&otype, &ovalue, &otb);
+    PyErr_SetExcInfo(type, value, tb);
+    PyObject *r = PyObject_CallMethod(tracer, "_internal_error", "s", what);
+    if (r == NULL)
+        PyErr_Clear();
+    Py_XDECREF(r);
+    PyErr_SetExcInfo(otype, ovalue, otb);
+#endif
+    return 0;
+}
+
+/* Binds a vectorcall's arguments to `out[0..n)` by position or by name, like a Python
+ * signature whose first `required` parameters have no default (the others stay NULL). */
+static int bind(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                const char *const *names, int required, int n, PyObject **out) {
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname, n,
+                     nargs);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        out[i] = i < nargs ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *kw = PyTuple_GET_ITEM(kwnames, k);
+        int i = 0;
+        while (i < n && PyUnicode_CompareWithASCIIString(kw, names[i]) != 0)
+            i++;
+        if (i == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname,
+                         kw);
+            return -1;
+        }
+        if (out[i] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+        out[i] = args[nargs + k];
+    }
+    for (int i = 0; i < required; i++)
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+    return 0;
+}
+
+/* `now` as time.time() gives it. */
+static PyObject *now(void) { return PyObject_CallNoArgs(time_time); }
+
+/* value made storable, as Span.set_tag/log_kv do: str truncated to `limit`, bool/int/float
+ * kept, anything else through `convert(value)` (a Python method). New reference. */
+static PyObject *storable(PyObject *value, Py_ssize_t limit, PyObject *owner,
+                          PyObject *convert) {
+    if (PyUnicode_CheckExact(value)) {
+        if (PyUnicode_GET_LENGTH(value) > limit)
+            return PyUnicode_Substring(value, 0, limit);
+    } else if (!PyBool_Check(value) && !PyLong_CheckExact(value) && !PyFloat_CheckExact(value)) {
+        return PyObject_CallMethodOneArg(owner, convert, value);
+    }
+    Py_INCREF(value);
+    return value;
+}
+
+#endif

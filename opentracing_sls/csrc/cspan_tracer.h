@@ -1,0 +1,359 @@
+/* Part of _cspan.c (one translation unit, split for reading; every symbol stays static):
+ * TracerCore: start_span/start_active_span for the common shapes. */
+#ifndef CSPAN_TRACER_H
+#define CSPAN_TRACER_H
+
+#include "cspan_scope.h"
+
+/* -------------------------------------------------------------------- TracerCore */
+
+/* Set once by set_tracer_types(). */
+static PyTypeObject *context_cls = NULL; /* span_context.SpanContext */
+static PyTypeObject *span_cls = NULL;    /* span.Span */
+static PyObject *getrandbits = NULL, *new_id = NULL, *new_trace_id = NULL; /* ids.* */
+
+static PyObject *tracer_start_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames);
+static PyObject *s_start_span_public, *s_scope_manager, *s_active, *s_activate, *s_start_span, *s_sampler,
+    *s_is_sampled, *s_trace_id_bits, *s_gen128, *s_started_sampled, *s_started_unsampled,
+    *s_traces_sampled, *s_traces_unsampled, *s_context, *s_span, *s_empty, *s_64, *s_one;
+
+/* `bits` random bits, or `fallback(arg)` when they came out zero (ids are never zero). */
+static PyObject *random_id(PyObject *bits, PyObject *fallback, PyObject *arg) {
+    PyObject *value = PyObject_CallOneArg(getrandbits, bits);
+    if (value == NULL)
+        return NULL;
+    int zero = PyObject_Not(value);
+    if (zero == 0)
+        return value;
+    Py_DECREF(value);
+    if (zero < 0)
+        return NULL;
+    return arg ? PyObject_CallOneArg(fallback, arg) : PyObject_CallNoArgs(fallback);
+}
+
+/* A new SpanContext (skips __init__'s argument parsing); every argument is borrowed. */
+static PyObject *new_context(PyObject *trace_id, PyObject *span_id, PyObject *parent_id,
+                             PyObject *flags, PyObject *baggage, PyObject *trace_state) {
+    PyObject *copy;
+    int truthy = baggage ? PyObject_IsTrue(baggage) : 0;
+    if (truthy < 0)
+        return NULL;
+    if (!truthy) {
+        copy = Py_NewRef(empty_baggage);
+    } else if (PyDict_Check(baggage)) {
+        copy = PyDict_Copy(baggage);
+    } else if ((copy = PyDict_New()) != NULL && PyDict_Merge(copy, baggage, 1) < 0) {
+        Py_CLEAR(copy);
+    }
+    if (copy == NULL)
+        return NULL;
+    ContextCore *c = (ContextCore *)context_cls->tp_alloc(context_cls, 0);
+    if (c == NULL) {
+        Py_DECREF(copy);
+        return NULL;
+    }
+    c->trace_id = Py_NewRef(trace_id);
+    c->span_id = Py_NewRef(span_id);
+    c->parent_id = Py_NewRef(parent_id);
+    c->flags = Py_NewRef(flags);
+    c->baggage = copy;
+    c->debug_id = Py_NewRef(Py_None);
+    c->deferred = Py_NewRef(Py_False);
+    c->trace_state = Py_NewRef(trace_state ? trace_state : Py_None);
+    return (PyObject *)c;
+}
+
+/* The context of a root span: new ids, the local sampler's decision. Sets *sampler_tags
+ * (new reference or NULL). Mirrors the root case of Tracer._start_span. */
+static PyObject *root_context(PyObject *tracer, PyObject *name, PyObject **sampler_tags) {
+    *sampler_tags = NULL;
+    PyObject *bits = PyObject_GetAttr(tracer, s_trace_id_bits);
+    PyObject *gen128 = bits ? PyObject_GetAttr(tracer, s_gen128) : NULL;
+    PyObject *trace_id = gen128 ? random_id(bits, new_trace_id, gen128) : NULL;
+    Py_XDECREF(bits);
+    Py_XDECREF(gen128);
+    if (trace_id == NULL)
+        return NULL;
+    int sampled = 0;
+    PyObject *sampler = PyObject_GetAttr(tracer, s_sampler);
+    if (sampler == NULL) {
+        Py_DECREF(trace_id);
+        return NULL;
+    }
+    PyObject *call[3] = {sampler, trace_id, name};
+    PyObject *decision = PyObject_VectorcallMethod(s_is_sampled, call,
+                                                   3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(sampler);
+    if (decision != NULL && PyTuple_CheckExact(decision) && PyTuple_GET_SIZE(decision) == 2) {
+        sampled = PyObject_IsTrue(PyTuple_GET_ITEM(decision, 0));
+        if (sampled >= 0)
+            *sampler_tags = Py_NewRef(PyTuple_GET_ITEM(decision, 1));
+    } else if (decision != NULL) {
+        /* any other shape: unpack it the way Python would, errors included */
+        PyObject *seq = PySequence_Fast(decision, "cannot unpack sampler decision");
+        if (seq != NULL && PySequence_Fast_GET_SIZE(seq) == 2) {
+            sampled = PyObject_IsTrue(PySequence_Fast_GET_ITEM(seq, 0));
+            if (sampled >= 0)
+                *sampler_tags = Py_NewRef(PySequence_Fast_GET_ITEM(seq, 1));
+        } else if (seq != NULL) {
+            PyErr_SetString(PyExc_ValueError, "sampler decision is not a pair");
+            sampled = -1;
+        } else {
+            sampled = -1;
+        }
+        Py_XDECREF(seq);
+    } else {
+        sampled = -1;
+    }
+    Py_XDECREF(decision);
+    if (sampled < 0) {
+        /* a broken sampler must not break the app */
+        if (swallow(tracer, "sampler") < 0) {
+            Py_DECREF(trace_id);
+            return NULL;
+        }
+        sampled = 0;
+        Py_CLEAR(*sampler_tags);
+    }
+    PyObject *context = NULL;
+    if (call_counter(tracer, sampled ? s_traces_sampled : s_traces_unsampled) == 0) {
+        PyObject *span_id = random_id(s_64, new_id, NULL);
+        if (span_id != NULL)
+            context = new_context(trace_id, span_id, s_zero, sampled ? s_one : s_zero, NULL,
+                                  NULL);
+        Py_XDECREF(span_id);
+    }
+    Py_DECREF(trace_id);
+    if (context == NULL)
+        Py_CLEAR(*sampler_tags);
+    return context;
+}
+
+/* The parent context a span with no child_of gets: the active span's, or None. New ref. */
+static PyObject *active_parent(PyObject *tracer) {
+    PyObject *manager = PyObject_GetAttr(tracer, s_scope_manager);
+    PyObject *scope = manager ? PyObject_GetAttr(manager, s_active) : NULL;
+    Py_XDECREF(manager);
+    if (scope == NULL || scope == Py_None)
+        return scope;
+    PyObject *span = PyObject_TypeCheck(scope, &ScopeCore_Type) && ((ScopeCore *)scope)->span
+                         ? Py_NewRef(((ScopeCore *)scope)->span)
+                         : PyObject_GetAttr(scope, s_span);
+    Py_DECREF(scope);
+    if (span == NULL)
+        return NULL;
+    PyObject *context = PyObject_TypeCheck(span, &SpanCore_Type) && ((SpanCore *)span)->context
+                            ? Py_NewRef(((SpanCore *)span)->context)
+                            : PyObject_GetAttr(span, s_context);
+    Py_DECREF(span);
+    return context;
+}
+
+/* Tags passed to start_span, as Tracer._start_span applies them. */
+static int apply_tags(SpanCore *span, PyObject *tags, int sampled) {
+    if (tags == NULL || tags == Py_None)
+        return 0;
+    PyObject *key, *value, *args[2];
+    Py_ssize_t pos = 0;
+    if (!sampled) {
+        /* only sampling.priority can matter on an unsampled span */
+        value = PyDict_GetItemWithError(tags, s_priority_key);
+        if (value == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        Py_INCREF(value);
+        int rc = set_priority(span, value);
+        Py_DECREF(value);
+        return rc;
+    }
+    while (PyDict_Next(tags, &pos, &key, &value)) {
+        args[0] = key;
+        args[1] = value;
+        PyObject *r = span_set_tag(span, args, 2, NULL);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+/* start_span / start_active_span: the common shapes here, the rest in Python. */
+static PyObject *tracer_start(PyObject *self, PyObject *const *argv, Py_ssize_t nargs,
+                              PyObject *kwnames, int activate) {
+    static const char *const names[] = {"operation_name", "child_of", "references", "tags",
+                                        "start_time", "ignore_active_span", "finish_on_close"};
+    PyObject *a[7];
+    if (bind(activate ? "start_active_span" : "start_span", argv, nargs, kwnames, names,
+             activate, activate ? 7 : 6, a) < 0)
+        return NULL;
+    PyObject *name = a[0] ? a[0] : Py_None, *child_of = a[1] ? a[1] : Py_None;
+    PyObject *refs = a[2], *tags = a[3], *start = a[4] ? a[4] : Py_None;
+    PyObject *parent = NULL, *span = NULL, *sampler_tags = NULL;
+    int fast = context_cls != NULL && span_cls != NULL;
+    if (activate) {
+        /* start_active_span goes through start_span, which a subclass or the instance may
+         * have replaced (jaeger-client's does the same) */
+        PyObject *method = PyObject_GetAttr(self, s_start_span_public);
+        if (method == NULL)
+            return NULL;
+        int ours = PyCFunction_Check(method) &&
+                   PyCFunction_GET_FUNCTION(method) == (PyCFunction)(void (*)(void))tracer_start_span;
+        if (!ours) {
+            PyObject *call[6] = {name, child_of, refs ? refs : Py_None, tags ? tags : Py_None,
+                                 start, a[5] ? a[5] : Py_False};
+            span = PyObject_Vectorcall(method, call, 6, NULL);
+            fast = -1;
+        }
+        Py_DECREF(method);
+        if (fast < 0)
+            goto activate;
+    }
+    if (fast && refs != NULL && refs != Py_None) {
+        int any = PyObject_IsTrue(refs);
+        if (any < 0)
+            return NULL;
+        fast = !any;
+    }
+    if (fast && tags != NULL && tags != Py_None && !PyDict_CheckExact(tags))
+        fast = 0;
+    if (fast) {
+        if (child_of != Py_None) {
+            if (PyObject_TypeCheck(child_of, &ContextCore_Type))
+                parent = Py_NewRef(child_of);
+            else if (PyObject_TypeCheck(child_of, &SpanCore_Type) && ((SpanCore *)child_of)->context)
+                parent = Py_NewRef(((SpanCore *)child_of)->context);
+            else
+                fast = 0;
+        } else {
+            int ignore = a[5] ? PyObject_IsTrue(a[5]) : 0;
+            if (ignore < 0)
+                return NULL;
+            if (!ignore && (parent = active_parent(self)) == NULL)
+                return NULL;
+        }
+    }
+    if (fast && parent == Py_None)
+        Py_CLEAR(parent);
+    if (fast && parent != NULL) {
+        ContextCore *p = (ContextCore *)parent;
+        int usable = PyObject_TypeCheck(parent, &ContextCore_Type) && p->trace_id && p->span_id &&
+                     p->flags && p->deferred;
+        if (usable) {
+            int has_trace = PyObject_IsTrue(p->trace_id), has_span = PyObject_IsTrue(p->span_id);
+            int deferred = PyObject_IsTrue(p->deferred);
+            if (has_trace < 0 || has_span < 0 || deferred < 0) {
+                Py_DECREF(parent);
+                return NULL;
+            }
+            usable = has_trace && has_span && !deferred;
+        }
+        fast = usable;
+    }
+    if (!fast) {
+        /* references, foreign or deferred parents, debug ids ...: the Python path */
+        Py_XDECREF(parent);
+        PyObject *call[7] = {self, name, child_of, refs ? refs : Py_None, tags ? tags : Py_None,
+                             start, a[5] ? a[5] : Py_False};
+        span = PyObject_VectorcallMethod(s_start_span, call, 7 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         NULL);
+    } else {
+        int named = PyObject_IsTrue(name);
+        PyObject *context = NULL;
+        if (named >= 0) {
+            PyObject *op = named ? name : s_empty;
+            if (parent == NULL) {
+                context = root_context(self, op, &sampler_tags);
+            } else {
+                ContextCore *p = (ContextCore *)parent;
+                PyObject *span_id = random_id(s_64, new_id, NULL);
+                if (span_id != NULL)
+                    context = new_context(p->trace_id, span_id, p->span_id, p->flags, p->baggage,
+                                          p->trace_state);
+                Py_XDECREF(span_id);
+            }
+            if (context != NULL) {
+                span = span_cls->tp_alloc(span_cls, 0);
+                if (span != NULL && span_fill((SpanCore *)span, self, context, op, start,
+                                              Py_None) < 0)
+                    Py_CLEAR(span);
+            }
+        }
+        Py_XDECREF(context);
+        Py_XDECREF(parent);
+        if (span != NULL) {
+            int sampled = (flags_of(((SpanCore *)span)->context) & SAMPLED_FLAG) != 0;
+            int ok = call_counter(self, sampled ? s_started_sampled : s_started_unsampled) == 0;
+            if (ok && sampled && sampler_tags != NULL && sampler_tags != Py_None) {
+                int any = PyObject_IsTrue(sampler_tags);
+                ok = any >= 0 && (!any || PyDict_Update(((SpanCore *)span)->tags,
+                                                        sampler_tags) == 0);
+            }
+            if (!ok || apply_tags((SpanCore *)span, tags, sampled) < 0)
+                Py_CLEAR(span);
+        }
+        Py_XDECREF(sampler_tags);
+    }
+activate:
+    if (span == NULL || !activate)
+        return span;
+    PyObject *manager = PyObject_GetAttr(self, s_scope_manager);
+    PyObject *scope = NULL;
+    if (manager != NULL) {
+        PyObject *call[3] = {manager, span, a[6] ? a[6] : Py_True};
+        scope = PyObject_VectorcallMethod(s_activate, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                          NULL);
+        Py_DECREF(manager);
+    }
+    Py_DECREF(span);
+    return scope;
+}
+
+static PyObject *tracer_start_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames) {
+    return tracer_start(self, args, nargs, kwnames, 0);
+}
+
+static PyObject *tracer_start_active_span(PyObject *self, PyObject *const *args,
+                                          Py_ssize_t nargs, PyObject *kwnames) {
+    return tracer_start(self, args, nargs, kwnames, 1);
+}
+
+static PyMethodDef tracer_methods[] = {
+    {"start_span", (PyCFunction)(void (*)(void))tracer_start_span,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"start_active_span", (PyCFunction)(void (*)(void))tracer_start_active_span,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject TracerCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "opentracing_sls._cspan.TracerCore",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "C core of Tracer: start_span and start_active_span for the common shapes.",
+    .tp_new = PyType_GenericNew,
+    .tp_methods = tracer_methods,
+};
+
+static PyObject *set_tracer_types(PyObject *Py_UNUSED(module), PyObject *args,
+                                  PyObject *kwargs) {
+    static char *names[] = {"context_type", "span_type", "getrandbits", "new_id",
+                            "new_trace_id", NULL};
+    PyObject *ctx, *span, *bits, *id, *trace;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!OOO:set_tracer_types", names,
+                                     &PyType_Type, &ctx, &PyType_Type, &span, &bits, &id, &trace))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)ctx, &ContextCore_Type) ||
+        !PyType_IsSubtype((PyTypeObject *)span, &SpanCore_Type)) {
+        PyErr_SetString(PyExc_TypeError, "types must subclass ContextCore and SpanCore");
+        return NULL;
+    }
+    Py_XSETREF(context_cls, (PyTypeObject *)Py_NewRef(ctx));
+    Py_XSETREF(span_cls, (PyTypeObject *)Py_NewRef(span));
+    Py_XSETREF(getrandbits, Py_NewRef(bits));
+    Py_XSETREF(new_id, Py_NewRef(id));
+    Py_XSETREF(new_trace_id, Py_NewRef(trace));
+    Py_RETURN_NONE;
+}
+
+#endif
