@@ -26,6 +26,11 @@ class Sink:
     """A bounded span queue drained by one worker thread calling :meth:`write`."""
 
     name = "sink"
+    #: Seconds the worker may wait for ``linger_spans`` to gather before writing fewer (0:
+    #: write whatever is queued at once). A write has a fixed cost (a transaction), so
+    #: small ones cost more per span exactly when the sink has least time to spare.
+    linger = 0.0
+    linger_spans = _WRITE_CHUNK
 
     def __init__(self, metrics: ShimMetrics, max_spans: int) -> None:
         self.metrics = metrics
@@ -37,6 +42,8 @@ class Sink:
         self._stop = False
         self._idle = threading.Condition(self._lock)
         self._busy = False
+        self._flushing = 0  # drain() calls waiting: no lingering
+        self._first_at = 0.0  # when the queue last became non-empty
         self._thread: Optional[threading.Thread] = None
         self._last_log: Dict[str, float] = {}
         self._written = metrics.written.labels(self.name)
@@ -48,18 +55,23 @@ class Sink:
         """Queues spans; never blocks. Over capacity the batch is dropped and counted."""
         n = len(spans)
         with self._lock:
+            before = self._queued
             if self._stop:
                 reason = "stopped"
-            elif self._queued + n > self.max_spans:
+            elif before + n > self.max_spans:
                 reason = "queue_full"
             else:
                 self._queue.append(spans)
-                self._queued += n
+                self._queued = before + n
                 reason = ""
+                if not before:
+                    self._first_at = time.monotonic()
         if reason:
             self.drop(n, reason)
             return
-        self._wake.set()
+        # A lingering worker needs waking only when there is enough to write.
+        if not before or not self.linger or before < self.linger_spans <= before + n:
+            self._wake.set()
 
     # -- worker ------------------------------------------------------------------------------
 
@@ -84,6 +96,8 @@ class Sink:
         while True:
             self._wake.wait(0.5)
             self._wake.clear()
+            if self.linger:
+                self._gather()
             while True:
                 spans = self._take()
                 if not spans:
@@ -101,17 +115,36 @@ class Sink:
                 if self._stop and not self._queue:
                     return
 
+    def _gather(self) -> None:
+        """Waits (up to ``linger`` s after the first queued span) for ``linger_spans``."""
+        while True:
+            with self._lock:
+                if (self._stop or self._flushing or not self._queue
+                        or self._queued >= self.linger_spans):
+                    return
+                remaining = self._first_at + self.linger - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(remaining)
+            self._wake.clear()
+
     def drain(self, timeout: float) -> bool:
         """Waits until the queue is empty and the last write finished."""
         deadline = time.monotonic() + timeout
-        self._wake.set()
         with self._lock:
-            while self._queue or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._idle.wait(min(remaining, 0.1))
-        return True
+            self._flushing += 1
+        try:
+            self._wake.set()
+            with self._lock:
+                while self._queue or self._busy:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._idle.wait(min(remaining, 0.1))
+            return True
+        finally:
+            with self._lock:
+                self._flushing -= 1
 
     def stop(self, timeout: float) -> bool:
         """Writes what is queued (within ``timeout``), stops the worker, closes the sink."""
@@ -158,6 +191,9 @@ class LocalSink(Sink):
     """Writes into the embedded SQLite store."""
 
     name = "local"
+    # Measured: a transaction of 50 spans costs 15 us per span, of 1000 or more 9-10 us.
+    linger = 0.1
+    linger_spans = 2000
 
     def __init__(self, metrics: ShimMetrics, max_spans: int, path: str) -> None:
         super().__init__(metrics, max_spans)
