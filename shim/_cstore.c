@@ -30,6 +30,7 @@
 #define HOUR_US 3600000000LL
 #define PART_MAX 40          /* longer term parts are digests (store_codec.term_part) */
 #define UNTRACK_DEPTH 16
+#define SPAN_COLUMNS 13      /* values of a spans row (store_write._INSERT_SPAN) */
 
 enum { T_STRING = 0, T_DOUBLE = 1, T_BOOL = 2, T_LONG = 3, T_BINARY = 4 };
 
@@ -753,7 +754,7 @@ static int prepare_span(Preparer *self, Run *r, Out *out, PyObject *span) {
     int rc = DEFER;
     PyObject *service_obj = PyTuple_GET_ITEM(known, 0), *kind = NULL, *trace_key = NULL,
              *signed_id = NULL, *signed_parent = NULL, *key_tuple = NULL, *key = NULL,
-             *row_obj = NULL, *body = NULL, *doc = NULL, *row = NULL, *doc_row = NULL,
+             *row_obj = NULL, *body = NULL, *doc = NULL, *doc_row = NULL,
              *hour_obj = NULL, *op_key = NULL, *error_obj = NULL;
     long long service = PyLong_AsLongLong(service_obj);
     if (service < 0) {
@@ -827,21 +828,25 @@ static int prepare_span(Preparer *self, Run *r, Out *out, PyObject *span) {
         || (op_key = PyTuple_Pack(3, service_obj, operation, kind)) == NULL) {
         goto done;
     }
-    row = PyTuple_Pack(13, row_obj, trace_key, signed_id, signed_parent, service_obj,
-                       PyTuple_GET_ITEM(known, 1), operation, kind, start, duration, flags,
-                       error_obj, body);
-    if (row == NULL || (doc_row = PyTuple_Pack(2, row_obj, doc)) == NULL) {
+    if ((doc_row = PyTuple_Pack(2, row_obj, doc)) == NULL) {
         goto done;
     }
     /* From here on the outputs change: an error is the write's (it rolls back). */
     rc = FAIL;
     /* Only strings and numbers inside: nothing for the garbage collector to walk. */
-    PyObject_GC_UnTrack(row);
     PyObject_GC_UnTrack(doc_row);
     PyObject_GC_UnTrack(op_key);
-    if (PyList_Append(out->rows, row) < 0 || PyList_Append(out->docs, doc_row) < 0
-        || PySet_Add(out->hours, hour_obj) < 0 || PyList_Append(out->keys, key) < 0
-        || PySet_Add(out->batch_keys, key) < 0) {
+    /* The row's values go flat into rows (several rows per INSERT statement). */
+    PyObject *values[SPAN_COLUMNS] = {
+        row_obj, trace_key, signed_id, signed_parent, service_obj, PyTuple_GET_ITEM(known, 1),
+        operation, kind, start, duration, flags, error_obj, body};
+    for (int i = 0; i < SPAN_COLUMNS; i++) {
+        if (PyList_Append(out->rows, values[i]) < 0) {
+            goto done;
+        }
+    }
+    if (PyList_Append(out->docs, doc_row) < 0 || PySet_Add(out->hours, hour_obj) < 0
+        || PyList_Append(out->keys, key) < 0 || PySet_Add(out->batch_keys, key) < 0) {
         goto done;
     }
     out->row_id++;
@@ -872,7 +877,6 @@ done:
     Py_XDECREF(row_obj);
     Py_XDECREF(body);
     Py_XDECREF(doc);
-    Py_XDECREF(row);
     Py_XDECREF(doc_row);
     Py_XDECREF(hour_obj);
     Py_XDECREF(op_key);
@@ -884,7 +888,8 @@ done:
 PyDoc_STRVAR(run_doc,
 "run(spans, start, row_id, recent, older, batch_keys, rows, docs, keys, hours, new_ops)\n"
 "-> (index, row_id, duplicates)\n\n"
-"Prepares spans[start:] as SpanWriter._write does, appending to its lists and sets. Stops\n"
+"Prepares spans[start:] as SpanWriter._add does, appending to its lists and sets (rows\n"
+"gets the 13 values of each spans row, flat). Stops\n"
 "at the first span it leaves to the Python code: ``index`` is that span's (len(spans) when\n"
 "all were done); ``row_id`` is the next row id, ``duplicates`` the spans skipped as\n"
 "re-delivered.");
