@@ -50,6 +50,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
 def run_shim(args: argparse.Namespace) -> int:
     from .sampling import StrategyError
     from .server import Shim, StartupError
+    from .store_accel import STORE_BACKEND
     from .thrift_decode import COMPACT_BACKEND
 
     logging.basicConfig(level=args.log_level.upper(),
@@ -77,8 +78,9 @@ def run_shim(args: argparse.Namespace) -> int:
         return 2
     if not worker_index and config["workers"] > 1:
         children = _spawn_workers(config["workers"] - 1)
-    logger.info("shim started: %s; sinks: %s; compact decoder: %s", _listening(config),
-                ", ".join(config["storage.type"]), COMPACT_BACKEND)
+    logger.info("shim started: %s; sinks: %s; compact decoder: %s; store rows: %s",
+                _listening(config), ", ".join(config["storage.type"]), COMPACT_BACKEND,
+                STORE_BACKEND)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

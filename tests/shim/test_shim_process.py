@@ -3,6 +3,7 @@ and the jaeger_agent sink forwarding to a UDP listener that decodes with thriftp
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -85,10 +86,14 @@ def test_sigterm_under_load_loses_nothing_received(pick_ports, tmp_path):
         received = _wait_metric(admin, "opentracing_sls_shim_spans_decoded_total", 3000)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+        output = process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
     assert received == 3000
+    # the start-up line says which implementations run (C when built, as here)
+    assert re.search(r"shim started: .*compact decoder: (c|python); store rows: (c|python)",
+                     output), output
     store = LocalStore(db)
     try:
         assert store.span_count() == 3000
