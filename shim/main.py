@@ -28,6 +28,7 @@ A port of 0 disables that listener."""
 #: Seconds sinks get to write what they hold after SIGTERM.
 SHUTDOWN_TIMEOUT = 10.0
 _WORKER_ENV = "OPENTRACING_SLS_SHIM_WORKER"
+_PARENT_ENV = "OPENTRACING_SLS_SHIM_PARENT"
 
 
 def add_shim_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -88,8 +89,14 @@ def run_shim(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    parent = int(os.environ.get(_PARENT_ENV, "0")) if worker_index else 0
     while not stop.wait(1.0):
-        pass
+        if parent and os.getppid() != parent:
+            # The first process died without stopping us (SIGKILL, OOM): a worker left
+            # running would hold the shared UDP port and keep writing next to its successor.
+            logger.warning("the first shim process (pid %d) is gone: stopping worker %d",
+                           parent, worker_index)
+            break
     logger.info("stopping: draining sinks (up to %.0f s)", SHUTDOWN_TIMEOUT)
     for child in children:
         child.send_signal(signal.SIGTERM)
@@ -106,7 +113,7 @@ def run_shim(args: argparse.Namespace) -> int:
 def _spawn_workers(count: int) -> List[subprocess.Popen]:
     children = []
     for index in range(1, count + 1):
-        env = dict(os.environ, **{_WORKER_ENV: str(index)})
+        env = dict(os.environ, **{_WORKER_ENV: str(index), _PARENT_ENV: str(os.getpid())})
         children.append(subprocess.Popen([sys.executable, "-m", "opentracing_sls.shim"]
                                          + sys.argv[_argv_offset():], env=env))
     return children

@@ -104,3 +104,35 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_workers_stop_when_the_first_process_is_killed(pick_ports, tmp_path):
+    if not hasattr(socket, "SO_REUSEPORT") or not os.path.exists("/proc/self/task"):
+        pytest.skip("SO_REUSEPORT and /proc are needed")
+    compact, admin = pick_ports(2)
+    process = subprocess.Popen(SHIM + [
+        "--workers", "3", "--listen.host", "127.0.0.1", "--listen.compact_port", str(compact),
+        "--listen.binary_port", "0", "--listen.http_port", "0", "--listen.zipkin_port", "0",
+        "--listen.sampling_port", "0", "--listen.query_port", "0",
+        "--listen.admin_port", str(admin), "--storage.local.path", str(tmp_path / "s.db")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: List[int] = []
+    try:
+        _wait_healthy(admin, process)
+        deadline = time.monotonic() + 30
+        while len(workers) < 2:
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)
+            workers = _children(process.pid)
+        process.kill()  # no SIGTERM to forward: the workers must notice on their own
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "a worker outlived the killed first process"
+    finally:
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
