@@ -14,6 +14,8 @@ compatible server:
   (JSON has no such numbers).
 - ``tags``, ``logs`` and ``references`` are always lists (the UI iterates them); ``warnings``
   is left out when empty.
+- The children of a Zipkin shared span's server half hang under it (``adjusters``), as Jaeger's
+  query service arranges them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import base64
 import math
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from .adjusters import reparent_shared_children
 from .model import (
     BINARY,
     BOOL,
@@ -119,6 +122,7 @@ def trace_to_json(spans: Sequence[Span]) -> Dict[str, Any]:
     """One trace (the spans of one trace id) as a Jaeger ``Trace``; ValueError when empty."""
     if not spans:
         raise ValueError("a trace has at least one span")
+    spans = reparent_shared_children(spans)
     keys: Dict[Process, str] = {}
     out_spans = []
     for span in spans:

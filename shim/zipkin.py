@@ -68,8 +68,8 @@ Shared spans
     bodies agree), ``parent_id`` = the shared id (its client), and a BOOL tag ``shared=true``.
     That is what Jaeger's ``zipkin_span_id_uniquify`` adjuster does at query time, but at ingest.
     What only the query time can do: the server's own children still name the shared id as their
-    parent and so hang under the client half; a query-time adjuster can move the children of a
-    span that has a ``shared`` child (other than that child) under it.
+    parent; :func:`~opentracing_sls.shim.adjusters.reparent_shared_children` moves them under the
+    server half when a trace is read.
 v1 span holding both sides
     Split into two spans as Jaeger does; annotations and binary annotations go to the side whose
     service name their endpoint carries (else the client side, as Zipkin's converter does); the
