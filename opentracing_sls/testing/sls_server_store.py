@@ -113,6 +113,11 @@ class Store:
         self.projects: Dict[str, Project] = {}
         self._memory: Dict[Tuple[str, str], List[Batch]] = {}
         self._rows: Dict[Tuple[str, str], Tuple[int, List[StoredLog]]] = {}
+        # Decoding runs under its own lock, never under ``lock``: decoding a long run takes
+        # seconds, and a PutLogs kept waiting that long times out at the client, which then
+        # sends it again, so the server would store it twice (a duplicate SLS would not make).
+        self._decode_lock = threading.Lock()
+        self._generation: Dict[Tuple[str, str], int] = {}  # bumped when a logstore is dropped
         self._db: Optional[sqlite3.Connection] = None
         if path:
             self._db = sqlite3.connect(path, check_same_thread=False)
@@ -133,31 +138,40 @@ class Store:
             else:
                 self._memory.setdefault((project, logstore), []).append(batch)
 
-    def batches(self, project: str, logstore: str) -> Iterator[Batch]:
+    def batches(self, project: str, logstore: str, start: int = 0) -> Iterator[Batch]:
+        """The batches received, in arrival order, from the ``start``-th on."""
         with self.lock:
             if self._db is None:
-                items: List[Batch] = list(self._memory.get((project, logstore), ()))
+                items: List[Batch] = self._memory.get((project, logstore), [])[start:]
             else:
                 items = [Batch(*row) for row in self._db.execute(
                     "SELECT received, compress, raw_size, count, body FROM batches"
-                    " WHERE project = ? AND logstore = ? ORDER BY rowid", (project, logstore))]
+                    " WHERE project = ? AND logstore = ? ORDER BY rowid LIMIT -1 OFFSET ?",
+                    (project, logstore, start))]
         return iter(items)
 
     def logs(self, project: str, logstore: str) -> List[StoredLog]:
-        """Every log received, in arrival order (decoded once, then cached)."""
+        """Every log received, in arrival order (decoded once, then cached). Writes go on
+        while it decodes."""
         key = (project, logstore)
-        with self.lock:
-            done, rows = self._rows.get(key, (0, []))
-            fresh = list(self.batches(project, logstore))[done:]
-            for batch in fresh:
-                rows.extend(decode_group(batch.raw()))
-            self._rows[key] = (done + len(fresh), rows)
+        with self._decode_lock:  # one decoder at a time, so the cache grows in order
+            with self.lock:
+                generation = self._generation.get(key, 0)
+                done, rows = self._rows.get(key, (0, []))
+                fresh = list(self.batches(project, logstore, done))
+            decoded = [log for batch in fresh for log in decode_group(batch.raw())]
+            rows = rows + decoded
+            with self.lock:
+                if self._generation.get(key, 0) == generation:
+                    self._rows[key] = (done + len(fresh), rows)
             return list(rows)
 
     def drop_logstore(self, project: str, logstore: str) -> None:
         with self.lock:
             self._memory.pop((project, logstore), None)
             self._rows.pop((project, logstore), None)
+            self._generation[(project, logstore)] = self._generation.get(
+                (project, logstore), 0) + 1
             if self._db is not None:
                 self._db.execute("DELETE FROM batches WHERE project = ? AND logstore = ?",
                                  (project, logstore))

@@ -4,6 +4,7 @@ limits, signatures), GetLogs/histograms with query terms, and fault injection.""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 import zlib
@@ -256,3 +257,63 @@ def test_sqlite_storage_and_distinct_counts(tmp_path, sdk):
         url = "http://%s/_sls_server/unique?project=%s&logstore=%s" % (server.endpoint, P, L)
         with urllib.request.urlopen(url, timeout=5) as response:
             assert json.loads(response.read()) == {"logs": 70, "unique": 60}
+
+
+def held_decoder(monkeypatch):
+    """Makes the server's decoder wait: (decoding, release) events."""
+    from opentracing_sls.testing import sls_server_store
+
+    decoding, release = threading.Event(), threading.Event()
+    decode = sls_server_store.decode_group
+
+    def held(raw):
+        decoding.set()
+        release.wait(30)
+        return decode(raw)
+
+    monkeypatch.setattr(sls_server_store, "decode_group", held)
+    return decoding, release
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_puts_are_not_held_up_while_logs_are_decoded(storage, tmp_path, sdk, monkeypatch):
+    """Reading back a long run decodes for seconds; a PutLogs made to wait that long timed
+    out at the sink, which sent it again, and both copies were stored (duplicates in the
+    outage test on a loaded machine). The decoder is held here until the put is through."""
+    with SlsServer(path=str(tmp_path / "sls.db") if storage == "sqlite" else None) as server:
+        client = prepared(server, sdk)
+        put(client, [{"n": "1"}])
+        decoding, release = held_decoder(monkeypatch)
+        results = []
+        reader = threading.Thread(target=lambda: results.append(server.logs(P, L)))
+        writer = threading.Thread(target=lambda: put(sdk(server), [{"n": "2"}]))
+        reader.start()
+        try:
+            assert decoding.wait(10)
+            writer.start()
+            writer.join(10)
+            put_finished = not writer.is_alive()
+        finally:
+            release.set()
+            reader.join(10)
+            writer.join(10)
+        assert put_finished, "PutLogs waited for the decoder"
+        assert server.log_count(P, L) == 2
+        assert [log.get("n") for log in results[0]] == ["1"], "a snapshot from its start"
+        assert [log.get("n") for log in server.logs(P, L)] == ["1", "2"]
+
+        # A logstore dropped while its logs are decoded: the stale rows are not cached.
+        put(client, [{"n": "3"}])
+        decoding.clear()
+        release.clear()
+        reader = threading.Thread(target=lambda: server.logs(P, L))
+        reader.start()
+        try:
+            assert decoding.wait(10)
+            client.delete_logstore(P, L)
+            client.create_logstore(P, L, ttl=7, shard_count=3)
+        finally:
+            release.set()
+            reader.join(10)
+        put(client, [{"n": "4"}])
+        assert [log.get("n") for log in server.logs(P, L)] == ["4"]
