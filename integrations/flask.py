@@ -46,6 +46,9 @@ _HOOK_ERRORS = "integrations.flask.hook_errors"
 _QUIET_EXTRACT_ERRORS = (SpanContextCorruptedException, InvalidCarrierException,
                          UnsupportedFormatException)
 _EXCLUDED = object()  # environ marker: this request is not traced
+_UNKNOWN = object()
+# Status line -> code: an app answers with a handful of distinct lines ("200 OK").
+_STATUS_CODES: Dict[str, Optional[int]] = {}
 _now = time.time
 _HTTP_HEADERS = Format.HTTP_HEADERS
 _global_tracer = opentracing.global_tracer
@@ -83,10 +86,18 @@ class _RequestState:
         return self.start_response(status, headers, *exc_info)  # type: ignore[misc]
 
     def status_code(self) -> Optional[int]:
-        try:
-            return int(self.status.split(None, 1)[0]) if self.status else None
-        except ValueError:
+        status = self.status
+        if not status:
             return None
+        code = _STATUS_CODES.get(status, _UNKNOWN)
+        if code is _UNKNOWN:
+            try:
+                code = int(status.split(None, 1)[0])
+            except ValueError:
+                code = None
+            if len(_STATUS_CODES) < 512 and type(status) is str:
+                _STATUS_CODES[status] = code
+        return code  # type: ignore[return-value]
 
 
 class FlaskInstrumentor(Instrumentor):

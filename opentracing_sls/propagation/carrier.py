@@ -81,8 +81,17 @@ class HeaderReader:
             self._headers = None if environ is not None else _collect(carrier)[0]
             self._prefix_source = environ if environ is not None else self._headers
         elif environ is not None:
+            # Runs for every request a server traces: one set intersection in C, then a
+            # plain loop over the few names found (cheaper than building the dict in C from
+            # map/zip iterators, measured in instructions).
             self._environ = None
-            self._headers = plan.from_environ(environ)
+            headers: Dict[str, Any] = {}
+            present = plan._environ_keys & environ.keys()
+            if present:
+                names = plan._environ_names
+                for key in present:
+                    headers[names[key]] = environ[key]
+            self._headers = headers
             self._prefix_source = environ if plan.environ_has_prefix(environ) else None
         else:
             self._environ = None
@@ -326,16 +335,6 @@ class HeaderPlan:
             self.relevant[raw] = name
         return name
 
-    def from_environ(self, environ: Dict[str, Any]) -> Dict[str, Any]:
-        """The planned headers of a WSGI environ, by lowercase name."""
-        found: Dict[str, Any] = {}
-        present = self._environ_keys & environ.keys()
-        if present:
-            names = self._environ_names
-            for key in present:
-                found[names[key]] = environ[key]
-        return found
-
     def environ_has_prefix(self, environ: Dict[str, Any]) -> bool:
         """Whether an ``HTTP_*`` key of ``environ`` starts with a planned prefix."""
         marks = self._environ_marks
@@ -348,10 +347,10 @@ class HeaderPlan:
         except TypeError:  # a key that is not a str (PEP 3333 says they all are)
             return any(isinstance(key, str) and key.startswith(self.environ_prefixes)
                        for key in environ)
-        for mark in marks:
-            if mark in joined:
-                return True
-        return joined.startswith(self.environ_prefixes)
+        if len(marks) == 1:
+            return marks[0] in joined or joined.startswith(self.environ_prefixes)
+        return any(mark in joined for mark in marks) or joined.startswith(
+            self.environ_prefixes)
 
 
 def require_writable(carrier: Any) -> None:
