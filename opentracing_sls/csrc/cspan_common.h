@@ -106,6 +106,20 @@ static int bind(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyOb
     return 0;
 }
 
+/* PyObject_TypeCheck with a one-entry cache of the subclass last seen: each core is used
+ * through one Python subclass, so the MRO walk of PyType_IsSubtype runs once, not per call.
+ * The cache holds a reference, so its type cannot be freed and its address reused. */
+static inline int is_core(PyObject *o, PyTypeObject *core, PyTypeObject **seen) {
+    PyTypeObject *type = Py_TYPE(o);
+    if (type == core || type == *seen)
+        return 1;
+    if (!PyType_IsSubtype(type, core))
+        return 0;
+    Py_INCREF(type);
+    Py_XSETREF(*seen, type);
+    return 1;
+}
+
 /* `now` as time.time() gives it. */
 static PyObject *now(void) { return PyObject_CallNoArgs(time_time); }
 

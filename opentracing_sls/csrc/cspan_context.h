@@ -14,6 +14,8 @@ typedef struct {
 } ContextCore;
 
 static PyTypeObject ContextCore_Type;
+static PyTypeObject *context_seen = NULL;
+#define IS_CONTEXT(o) is_core((o), &ContextCore_Type, &context_seen)
 
 static int context_traverse(ContextCore *self, visitproc visit, void *arg) {
     Py_VISIT(self->trace_id);
@@ -106,7 +108,7 @@ static PyTypeObject ContextCore_Type = {
  * for the pure-Python code too, whose `flags & SAMPLED_FLAG` would raise and be caught). */
 static long flags_of(PyObject *context) {
     PyObject *flags;
-    if (PyObject_TypeCheck(context, &ContextCore_Type)) {
+    if (IS_CONTEXT(context)) {
         flags = ((ContextCore *)context)->flags;
         if (flags == NULL)
             return 0;

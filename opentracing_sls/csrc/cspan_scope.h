@@ -16,6 +16,8 @@ typedef struct {
 } ScopeCore;
 
 static PyTypeObject ScopeCore_Type;
+static PyTypeObject *scope_seen = NULL;
+#define IS_SCOPE(o) is_core((o), &ScopeCore_Type, &scope_seen)
 
 static int scope_traverse(ScopeCore *self, visitproc visit, void *arg) {
     Py_VISIT(self->manager);

@@ -15,6 +15,8 @@ typedef struct {
 } SpanCore;
 
 static PyTypeObject SpanCore_Type;
+static PyTypeObject *span_seen = NULL;
+#define IS_SPAN(o) is_core((o), &SpanCore_Type, &span_seen)
 
 static int span_traverse(SpanCore *self, visitproc visit, void *arg) {
     Py_VISIT(self->tracer);
@@ -254,7 +256,7 @@ static PyObject *make_record(SpanCore *self, PyObject *end) {
     PyObject *start_us = NULL, *duration = NULL, *refs = NULL, *trace_id, *span_id, *parent_id,
              *flags, *record = NULL;
     int owned = 0;
-    if (PyObject_TypeCheck(context, &ContextCore_Type)) {
+    if (IS_CONTEXT(context)) {
         ContextCore *c = (ContextCore *)context;
         trace_id = c->trace_id;
         span_id = c->span_id;

@@ -137,13 +137,13 @@ static PyObject *active_parent(PyObject *tracer) {
     Py_XDECREF(manager);
     if (scope == NULL || scope == Py_None)
         return scope;
-    PyObject *span = PyObject_TypeCheck(scope, &ScopeCore_Type) && ((ScopeCore *)scope)->span
+    PyObject *span = IS_SCOPE(scope) && ((ScopeCore *)scope)->span
                          ? Py_NewRef(((ScopeCore *)scope)->span)
                          : PyObject_GetAttr(scope, s_span);
     Py_DECREF(scope);
     if (span == NULL)
         return NULL;
-    PyObject *context = PyObject_TypeCheck(span, &SpanCore_Type) && ((SpanCore *)span)->context
+    PyObject *context = IS_SPAN(span) && ((SpanCore *)span)->context
                             ? Py_NewRef(((SpanCore *)span)->context)
                             : PyObject_GetAttr(span, s_context);
     Py_DECREF(span);
@@ -218,9 +218,9 @@ static PyObject *tracer_start(PyObject *self, PyObject *const *argv, Py_ssize_t 
         fast = 0;
     if (fast) {
         if (child_of != Py_None) {
-            if (PyObject_TypeCheck(child_of, &ContextCore_Type))
+            if (IS_CONTEXT(child_of))
                 parent = Py_NewRef(child_of);
-            else if (PyObject_TypeCheck(child_of, &SpanCore_Type) && ((SpanCore *)child_of)->context)
+            else if (IS_SPAN(child_of) && ((SpanCore *)child_of)->context)
                 parent = Py_NewRef(((SpanCore *)child_of)->context);
             else
                 fast = 0;
@@ -236,7 +236,7 @@ static PyObject *tracer_start(PyObject *self, PyObject *const *argv, Py_ssize_t 
         Py_CLEAR(parent);
     if (fast && parent != NULL) {
         ContextCore *p = (ContextCore *)parent;
-        int usable = PyObject_TypeCheck(parent, &ContextCore_Type) && p->trace_id && p->span_id &&
+        int usable = IS_CONTEXT(parent) && p->trace_id && p->span_id &&
                      p->flags && p->deferred;
         if (usable) {
             int has_trace = PyObject_IsTrue(p->trace_id), has_span = PyObject_IsTrue(p->span_id);
