@@ -16,6 +16,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+
+#include "csrc/compat.h"
 #include <string.h>
 
 static PyObject *fallback = NULL; /* the pure-Python encode_span */
@@ -418,22 +420,6 @@ static PyObject *encode_span(PyObject *Py_UNUSED(module), PyObject *record) {
     return out;
 }
 
-/* The pending exception, normalised, as a new reference (the error indicator is cleared). */
-static PyObject *take_exception(void) {
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL)
-        PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
 /* Appends `item` to `list` and drops the caller's reference to it. */
 static int append_steal(PyObject *list, PyObject *item) {
     if (item == NULL)
@@ -444,13 +430,6 @@ static int append_steal(PyObject *list, PyObject *item) {
 }
 
 /* pack_spans(encode, records, budget, used): the C twin of encoding.pack_spans. */
-#if PY_VERSION_HEX < 0x030A0000
-static inline PyObject *compat_new_ref(PyObject *o) {
-    Py_INCREF(o);
-    return o;
-}
-#define Py_NewRef(o) compat_new_ref((PyObject *)(o))
-#endif
 static PyObject *pack_spans(PyObject *Py_UNUSED(module), PyObject *const *args,
                             Py_ssize_t nargs) {
     if (nargs != 4) {

@@ -13,13 +13,7 @@
 /* constants.MAX_TAG_VALUE_LENGTH, for a tracer object that lacks max_tag_value_length */
 #define DEFAULT_LIMIT 1024
 
-#if PY_VERSION_HEX < 0x030A0000
-static inline PyObject *compat_new_ref(PyObject *o) {
-    Py_INCREF(o);
-    return o;
-}
-#define Py_NewRef(o) compat_new_ref((PyObject *)(o))
-#endif
+#include "compat.h"
 
 /* Set once by configure(). */
 static PyObject *record_type = NULL;  /* opentracing_sls.record.SpanRecord */
@@ -40,31 +34,28 @@ static PyObject *s_finished_count, *s_report, *s_internal_error, *s_tag_value, *
 static int swallow(PyObject *tracer, const char *what) {
     if (!PyErr_ExceptionMatches(PyExc_Exception))
         return -1;
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = PyErr_GetRaisedException();
+    PyObject *exc = take_exception();
+    if (exc == NULL)
+        return 0;
+#if PY_VERSION_HEX >= 0x030B0000
     PyObject *saved = PyErr_GetHandledException();
     PyErr_SetHandledException(exc);
+#else
+    PyObject *otype, *ovalue, *otb;
+    PyErr_GetExcInfo(&otype, &ovalue, &otb);
+    PyErr_SetExcInfo(Py_NewRef(Py_TYPE(exc)), Py_NewRef(exc), PyException_GetTraceback(exc));
+#endif
     PyObject *r = PyObject_CallMethod(tracer, "_internal_error", "s", what);
     if (r == NULL)
         PyErr_Clear(); /* a broken error logger must not break the app either */
     Py_XDECREF(r);
+#if PY_VERSION_HEX >= 0x030B0000
     PyErr_SetHandledException(saved);
     Py_XDECREF(saved);
-    Py_XDECREF(exc);
 #else
-    PyObject *type, *value, *tb, *otype, *ovalue, *otb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL)
-        PyException_SetTraceback(value, tb);
-    PyErr_GetExcInfo(&otype, &ovalue, &otb);
-    PyErr_SetExcInfo(type, value, tb);
-    PyObject *r = PyObject_CallMethod(tracer, "_internal_error", "s", what);
-    if (r == NULL)
-        PyErr_Clear();
-    Py_XDECREF(r);
     PyErr_SetExcInfo(otype, ovalue, otb);
 #endif
+    Py_DECREF(exc);
     return 0;
 }
 

@@ -223,19 +223,16 @@ class Reporter(BaseReporter):
                 self._after_fork(hooks_ran=False)
             if not self._accepting or self._worker is None or not self._worker.is_alive():
                 self._start_worker()
-            queue = self._queue
-            if len(queue) >= self.queue_size:
-                with self._stats_lock:
-                    self._full_queue_dropped += 1
-                self._c_queue_full.inc()
-            else:
-                try:
-                    data = self._encode(record)
-                except Exception as exc:
-                    self._encode_failed(exc)
-                    return
-                queue.append(data)
-            if len(queue) >= self.batch_size and not self._wake_pending:
+            if not self._accepting:  # closed meanwhile
+                self._dropped_closed.inc()
+                return
+            if len(self._queue) < self.queue_size:
+                self.report_span(record)  # the worker runs now: the fast path takes it
+                return
+            with self._stats_lock:
+                self._full_queue_dropped += 1
+            self._c_queue_full.inc()
+            if not self._wake_pending:
                 self._wake_worker()
         except Exception:  # pragma: no cover - never raise into the application
             pass
