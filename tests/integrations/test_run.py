@@ -95,8 +95,15 @@ class Program:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            raise
+            # Where is it stuck? PYTHONFAULTHANDLER (see _env) dumps every thread on SIGABRT.
+            os.killpg(self.proc.pid, signal.SIGABRT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.reader.join(5)
+            raise AssertionError("no exit %.0f s after signal %d; output:\n%s"
+                                 % (timeout, sig, self.output())) from None
         self.reader.join(5)
         return code
 
@@ -115,7 +122,7 @@ def _env(udp_port: int, **extra: str) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("JAEGER_", "OPENTRACING_SLS_"))}
     env.update(JAEGER_AGENT_HOST="127.0.0.1", JAEGER_AGENT_PORT=str(udp_port),
-               JAEGER_SAMPLER_TYPE="const", JAEGER_SAMPLER_PARAM="1")
+               JAEGER_SAMPLER_TYPE="const", JAEGER_SAMPLER_PARAM="1", PYTHONFAULTHANDLER="1")
     env.update(extra)
     return env
 
