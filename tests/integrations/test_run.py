@@ -60,13 +60,20 @@ GUNICORN_APP = textwrap.dedent("""
 """)
 
 
+def _as_from_a_terminal() -> None:
+    # Started by `nohup`, `time` or a shell's background job, the test run ignores SIGINT, and
+    # an ignored SIGINT is inherited through exec: Python would then not install its
+    # KeyboardInterrupt handler and the program would never see the Ctrl-C these tests send.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Program:
     """A subprocess whose merged output is collected by a thread."""
 
     def __init__(self, args: List[str], env: Dict[str, str], cwd: Path) -> None:
         self.proc = subprocess.Popen(args, env=env, cwd=str(cwd), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_as_from_a_terminal)
         self.lines: List[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
