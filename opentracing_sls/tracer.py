@@ -316,10 +316,14 @@ class Tracer(_TracerCore, opentracing.Tracer):
         codec = self.codecs.get(format)
         if codec is None:
             raise UnsupportedFormatException(format)
-        if isinstance(span_context, opentracing.Span):
+        kind = type(span_context)
+        if kind is Span:  # the common cases first: one type check, no isinstance
             span_context = span_context.context
-        if not isinstance(span_context, SpanContext):
-            return
+        elif kind is not SpanContext:
+            if isinstance(span_context, opentracing.Span):
+                span_context = span_context.context
+            if not isinstance(span_context, SpanContext):
+                return
         codec.inject(span_context, carrier)
 
     def extract(self, format: str, carrier: Any) -> Optional[SpanContext]:
