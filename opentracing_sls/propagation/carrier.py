@@ -229,18 +229,9 @@ def _collect(carrier: Any, plan: Optional[HeaderPlan] = None) -> Tuple[Dict[str,
     try:
         if plan is None:
             for key, value in items():
-                if not isinstance(key, str):
-                    if not isinstance(key, (bytes, bytearray)):
-                        continue
-                    key = key.decode("latin-1")
-                # Inlined rather than a helper call: this loop runs for every header of
-                # every request.
-                if key.startswith(_WSGI_PREFIX):
-                    key = key[5:].replace("_", "-").lower()
-                else:
-                    key = key.lower()
-                if key not in headers:
-                    headers[key] = value
+                name = _header_name(key)
+                if name is not None and name not in headers:
+                    headers[name] = value
             return headers, True
         prefixed = False
         relevant = plan.relevant
@@ -259,6 +250,18 @@ def _collect(carrier: Any, plan: Optional[HeaderPlan] = None) -> Tuple[Dict[str,
     return headers, prefixed
 
 
+def _header_name(key: Any) -> Optional[str]:
+    """The lowercase header name of a carrier key (``HTTP_X_B3_TRACEID`` -> ``x-b3-traceid``;
+    bytes keys as latin-1, as ASGI has them), or None for a key that is no header name."""
+    if not isinstance(key, str):
+        if not isinstance(key, (bytes, bytearray)):
+            return None
+        key = key.decode("latin-1")
+    if key.startswith(_WSGI_PREFIX):
+        return key[5:].replace("_", "-").lower()
+    return key.lower()
+
+
 def _collect_pairs(pairs: Any, plan: Optional[HeaderPlan]) -> Tuple[Dict[str, Any], bool]:
     """A list of ``(name, value)`` pairs (ASGI scopes use 2-item lists of bytes)."""
     headers: Dict[str, Any] = {}
@@ -274,16 +277,9 @@ def _collect_pairs(pairs: Any, plan: Optional[HeaderPlan]) -> Tuple[Dict[str, An
                 if plan.prefixes and name.startswith(plan.prefixes):
                     prefixed = True
             continue
-        if not isinstance(key, str):
-            if not isinstance(key, (bytes, bytearray)):
-                continue
-            key = key.decode("latin-1")
-        if key.startswith(_WSGI_PREFIX):
-            key = key[5:].replace("_", "-").lower()
-        else:
-            key = key.lower()
-        if key not in headers:
-            headers[key] = value
+        name = _header_name(key)
+        if name is not None and name not in headers:
+            headers[name] = value
     return headers, prefixed
 
 
@@ -320,19 +316,13 @@ class HeaderPlan:
 
     def classify(self, key: Any) -> Optional[str]:
         """The lowercase name of carrier key ``key`` if the plan reads it, else None."""
-        raw = key
-        if not isinstance(key, str):
-            if not isinstance(key, (bytes, bytearray)):
-                return None
-            key = key.decode("latin-1")
-        if key.startswith(_WSGI_PREFIX):
-            name = key[5:].replace("_", "-").lower()
-        else:
-            name = key.lower()
+        name = _header_name(key)
+        if name is None:
+            return None
         if name not in self.names and not (self.prefixes and name.startswith(self.prefixes)):
-            name = None  # type: ignore[assignment]
-        if type(raw) is str and len(self.relevant) < self.CACHE_MAX:
-            self.relevant[raw] = name
+            name = None
+        if type(key) is str and len(self.relevant) < self.CACHE_MAX:
+            self.relevant[key] = name
         return name
 
     def environ_has_prefix(self, environ: Dict[str, Any]) -> bool:
