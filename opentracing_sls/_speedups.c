@@ -429,77 +429,56 @@ static int append_steal(PyObject *list, PyObject *item) {
     return rc;
 }
 
-/* pack_spans(encode, records, budget, used): the C twin of encoding.pack_spans. */
+/* pack_spans(spans, budget, used): the C twin of encoding.pack_spans. */
 static PyObject *pack_spans(PyObject *Py_UNUSED(module), PyObject *const *args,
                             Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "pack_spans() takes 4 arguments (%zd given)", nargs);
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "pack_spans() takes 3 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *encode = args[0];
-    Py_ssize_t budget = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t budget = PyLong_AsSsize_t(args[1]);
     if (budget == -1 && PyErr_Occurred())
         return NULL;
-    Py_ssize_t total = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t total = PyLong_AsSsize_t(args[2]);
     if (total == -1 && PyErr_Occurred())
         return NULL;
-    /* our own encoder is called directly: no Python call per span */
-    int ours = PyCFunction_Check(encode) && PyCFunction_GET_FUNCTION(encode) == encode_span;
-    PyObject *records = PySequence_Fast(args[1], "pack_spans() needs a sequence of records");
-    if (records == NULL)
+    PyObject *items = PySequence_Fast(args[0], "pack_spans() needs a sequence of spans");
+    if (items == NULL)
         return NULL;
-    PyObject *groups = PyList_New(0), *too_large = PyList_New(0), *failures = PyList_New(0);
-    PyObject *spans = PyList_New(0), *result = NULL;
-    if (groups == NULL || too_large == NULL || failures == NULL || spans == NULL)
+    PyObject *groups = PyList_New(0), *too_large = PyList_New(0), *spans = PyList_New(0);
+    PyObject *result = NULL;
+    if (groups == NULL || too_large == NULL || spans == NULL)
         goto done;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(records);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *record = PySequence_Fast_GET_ITEM(records, i);
-        PyObject *data = encode == Py_None ? Py_NewRef(record)
-                         : ours           ? encode_span(NULL, record)
-                                          : PyObject_CallOneArg(encode, record);
-        if (data == NULL) {
-            /* counted by the caller; KeyboardInterrupt and friends are not ours to keep */
-            if (!PyErr_ExceptionMatches(PyExc_Exception) ||
-                append_steal(failures, take_exception()) < 0)
-                goto done;
-            continue;
-        }
+        PyObject *data = PySequence_Fast_GET_ITEM(items, i);
         Py_ssize_t size = PyObject_Length(data);
-        if (size < 0) {
-            Py_DECREF(data);
+        if (size < 0)
             goto done;
-        }
         if (size > budget) {
-            Py_DECREF(data);
             if (append_steal(too_large, PyLong_FromSsize_t(size)) < 0)
                 goto done;
             continue;
         }
         if (total + size > budget) {
-            if (append_steal(groups, Py_BuildValue("(On)", spans, total)) < 0) {
-                Py_DECREF(data);
+            if (append_steal(groups, Py_BuildValue("(On)", spans, total)) < 0)
                 goto done;
-            }
             Py_SETREF(spans, PyList_New(0));
             total = 0;
-            if (spans == NULL) {
-                Py_DECREF(data);
+            if (spans == NULL)
                 goto done;
-            }
         }
-        if (append_steal(spans, data) < 0)
+        if (PyList_Append(spans, data) < 0)
             goto done;
         total += size;
     }
     if (append_steal(groups, Py_BuildValue("(On)", spans, total)) < 0)
         goto done;
-    result = PyTuple_Pack(3, groups, too_large, failures);
+    result = PyTuple_Pack(2, groups, too_large);
 done:
-    Py_DECREF(records);
+    Py_DECREF(items);
     Py_XDECREF(groups);
     Py_XDECREF(too_large);
-    Py_XDECREF(failures);
     Py_XDECREF(spans);
     return result;
 }
@@ -518,7 +497,7 @@ static PyMethodDef methods[] = {
     {"encode_span_compact", encode_span, METH_O,
      "encode_span_compact(record) -> bytes: one Jaeger Thrift compact Span struct."},
     {"pack_spans", (PyCFunction)(void (*)(void))pack_spans, METH_FASTCALL,
-     "pack_spans(encode, records, budget, used) -> (groups, too_large, failures)."},
+     "pack_spans(spans, budget, used) -> (groups, too_large)."},
     {"set_fallback", set_fallback, METH_O,
      "set_fallback(function): the Python encoder used for shapes the C path does not take."},
     {NULL, NULL, 0, NULL},

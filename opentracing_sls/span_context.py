@@ -9,8 +9,6 @@ import opentracing
 from ._accel import cspan
 from .constants import DEBUG_FLAG, EMPTY_BAGGAGE, SAMPLED_FLAG
 
-_EMPTY: Dict[str, str] = EMPTY_BAGGAGE
-
 
 class _PyContextCore:
     """The fields of a SpanContext: the pure-Python twin of ``_cspan.ContextCore``."""
@@ -33,7 +31,7 @@ class _PyContextCore:
         self.span_id = span_id
         self.parent_id = parent_id
         self.flags = flags
-        self._baggage = dict(baggage) if baggage else _EMPTY
+        self._baggage = dict(baggage) if baggage else EMPTY_BAGGAGE
         self.debug_id = debug_id
         self.sampling_deferred = sampling_deferred
         self.trace_state = trace_state

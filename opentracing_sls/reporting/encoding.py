@@ -20,7 +20,7 @@ when non-empty; tag types follow the Python value type (see :mod:`._wire`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Protocol, Sequence, Tuple
 
 from .._accel import load
 from ..record import SpanRecord
@@ -92,40 +92,31 @@ def get_encoder(protocol: str) -> SpanEncoder:
 Groups = List[Tuple[List[bytes], int]]
 
 
-def pack_spans(encode: Optional[Callable[[SpanRecord], bytes]], records: Sequence[Any],
-               budget: int, used: int = 0) -> Tuple[Groups, List[int], List[Exception]]:
-    """Encodes ``records`` and groups the spans into runs of at most ``budget`` bytes.
+def pack_spans(spans: Sequence[bytes], budget: int,
+               used: int = 0) -> Tuple[Groups, List[int]]:
+    """Groups encoded spans into runs of at most ``budget`` bytes, in order.
 
-    With ``encode=None`` the records are encoded spans already.
-
-    Returns ``(groups, too_large, failures)``. Each group is ``(spans, size)``; the first
-    continues a payload that already holds ``used`` bytes (its size includes them), each
-    later one starts a new payload. ``too_large`` has the size of every span bigger than
-    ``budget`` (left out), ``failures`` the exception of every record ``encode`` could not
-    take (left out). The reporter's per-span loop: ``pack_spans_fast`` is its C twin.
+    Returns ``(groups, too_large)``. Each group is ``(spans, size)``; the first continues a
+    payload that already holds ``used`` bytes (its size includes them), each later one starts
+    a new payload. ``too_large`` has the size of every span bigger than ``budget`` (left out).
+    The reporter's per-span loop: ``pack_spans_fast`` is its C twin.
     """
     groups: Groups = []
     too_large: List[int] = []
-    failures: List[Exception] = []
-    spans: List[bytes] = []
+    run: List[bytes] = []
     total = used
-    for record in records:
-        try:
-            data = record if encode is None else encode(record)
-        except Exception as exc:  # noqa: BLE001 - counted by the caller
-            failures.append(exc)
-            continue
+    for data in spans:
         size = len(data)
         if size > budget:
             too_large.append(size)
             continue
         if total + size > budget:
-            groups.append((spans, total))
-            spans, total = [], 0
-        spans.append(data)
+            groups.append((run, total))
+            run, total = [], 0
+        run.append(data)
         total += size
-    groups.append((spans, total))
-    return groups, too_large, failures
+    groups.append((run, total))
+    return groups, too_large
 
 
 _speedups = load("_speedups")

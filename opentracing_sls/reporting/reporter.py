@@ -193,10 +193,7 @@ class Reporter(BaseReporter):
 
     def _encode_failed(self, exc: Exception) -> None:
         try:
-            with self._stats_lock:
-                self._failed_to_emit += 1
-            self._c_encode_error.inc()
-            self._warn("encode", 1, "dropped a span that could not be encoded: %r", exc)
+            self._lost("encode", self._c_encode_error, 1, exc)
         except Exception:  # pragma: no cover - never raise into the application
             pass
 
@@ -397,7 +394,7 @@ class Reporter(BaseReporter):
                         self._lost("encode", self._c_encode_error, count, exc)
                         continue  # the finally clause marks these spans done
                 # Spans were encoded when reported (report_span).
-                groups, too_large, _ = pack(None, records, budget, pending_size)
+                groups, too_large = pack(records, budget, pending_size)
                 for size in too_large:
                     self._too_large(size)
                 spans, pending_size = groups[0]
