@@ -40,7 +40,7 @@ from ..constants import DEBUG_FLAG, SAMPLED_FLAG
 from ..ids import id_to_hex, trace_id_to_hex
 from ..span_context import SpanContext
 from .base import TextCodec
-from .carrier import HeaderReader, discard, require_writable
+from .carrier import HeaderReader, _to_text, discard, require_writable
 
 TRACE_ID_HEADER = "x-b3-traceid"
 SPAN_ID_HEADER = "x-b3-spanid"
@@ -122,6 +122,77 @@ def _parse_multi(headers: HeaderReader) -> Optional[SpanContext]:
     return SpanContext(trace_id, span_id, parent_id, flags)
 
 
+def _token(value: Any) -> Optional[str]:
+    """What :meth:`HeaderReader.get_single` makes of a raw carrier value."""
+    if type(value) is not str:
+        value = _to_text(value)
+        if value is None:
+            return None
+    if "," in value:
+        value = value.split(",", 1)[0]
+    return value.strip()
+
+
+def _extract_dict(headers: Dict[str, Any]) -> Optional[SpanContext]:
+    """:meth:`B3Codec.extract_from` for a reader's dict of lowercase names: the same rules
+    as :func:`_parse_single` then :func:`_parse_multi`, without a call per header (a clean
+    ``str`` value, the common case, is stripped in place; others go through :func:`_token`).
+    """
+    get = headers.get
+    value = get(SINGLE_HEADER)
+    if value is not None:
+        value = _token(value)
+        if value is not None:
+            context = _parse_single(value)
+            if context is not None:
+                return context
+    sampled = get(SAMPLED_HEADER)
+    if sampled is None:
+        flags: Optional[int] = None
+    else:
+        sampled = sampled.strip() if type(sampled) is str and "," not in sampled \
+            else _token(sampled)
+        if sampled is None:
+            flags = None
+        else:
+            flags = _SAMPLED.get(sampled)
+            if flags is None:
+                flags = _SAMPLED.get(sampled.lower())
+                if flags is None:
+                    return None  # empty or garbage: malformed, the spec's "restart the trace"
+    value = get(FLAGS_HEADER)
+    if value is not None and _token(value) == "1":
+        flags = _DEBUG_SAMPLED
+    trace_hex = get(TRACE_ID_HEADER)
+    if trace_hex is not None:
+        trace_hex = trace_hex.strip() if type(trace_hex) is str and "," not in trace_hex \
+            else _token(trace_hex)
+    if trace_hex is None:
+        return None if flags is None else SpanContext(0, 0, flags=flags)
+    span_hex = get(SPAN_ID_HEADER)
+    if span_hex is not None:
+        span_hex = span_hex.strip() if type(span_hex) is str and "," not in span_hex \
+            else _token(span_hex)
+    if span_hex is None or _TRACE_ID.fullmatch(trace_hex) is None \
+            or _SPAN_ID.fullmatch(span_hex) is None:
+        return None
+    trace_id = int(trace_hex, 16)
+    span_id = int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    parent_id = 0
+    parent_hex = get(PARENT_SPAN_ID_HEADER)
+    if parent_hex is not None:
+        parent_hex = _token(parent_hex)
+        if parent_hex is not None:
+            if _SPAN_ID.fullmatch(parent_hex) is None:
+                return None
+            parent_id = int(parent_hex, 16)
+    if flags is None:
+        return SpanContext(trace_id, span_id, parent_id, 0, sampling_deferred=True)
+    return SpanContext(trace_id, span_id, parent_id, flags)
+
+
 class B3Codec(TextCodec):
     """B3 propagation; extracts the single ``b3`` header first, then the multi-headers.
 
@@ -141,6 +212,8 @@ class B3Codec(TextCodec):
         self.single_header = single_header
 
     def extract_from(self, headers: HeaderReader) -> Optional[SpanContext]:
+        if headers._environ is None:
+            return _extract_dict(headers._headers)  # type: ignore[arg-type]
         single = headers.get_single(SINGLE_HEADER)
         if single is not None:
             context = _parse_single(single)
