@@ -46,6 +46,7 @@ from bench_shim import (  # noqa: E402 - the benchmarks' own directory
     add_rates,
     make_datagrams,
     paced_sender,
+    verdict,
     windowed_drive,
 )
 
@@ -281,10 +282,6 @@ def outage(ctx: Any, rate: float, down_for: float, before: float,
 
 
 # --------------------------------------------------------------------------- main
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
