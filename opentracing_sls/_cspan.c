@@ -58,7 +58,7 @@ static PyMethodDef module_methods[] = {
      "The ScopeCore subclass that VarManagerCore.activate() creates."},
     {"set_tracer_types", (PyCFunction)(void (*)(void))set_tracer_types,
      METH_VARARGS | METH_KEYWORDS,
-     "The SpanContext and Span classes and id functions TracerCore starts spans with."},
+     "The SpanContext and Span classes TracerCore starts spans with."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -84,7 +84,6 @@ PyMODINIT_FUNC PyInit__cspan(void) {
         intern(&s_activate, "activate") < 0 || intern(&s_start_span, "_start_span") < 0 ||
         intern(&s_start_span_public, "start_span") < 0 ||
         intern(&s_sampler, "sampler") < 0 || intern(&s_is_sampled, "is_sampled") < 0 ||
-        intern(&s_trace_id_bits, "_trace_id_bits") < 0 ||
         intern(&s_gen128, "generate_128bit_trace_id") < 0 ||
         intern(&s_started_sampled, "_started_sampled") < 0 ||
         intern(&s_started_unsampled, "_started_unsampled") < 0 ||
@@ -93,7 +92,7 @@ PyMODINIT_FUNC PyInit__cspan(void) {
         intern(&s_context, "context") < 0 || intern(&s_span, "span") < 0 ||
         intern(&s_empty, "") < 0)
         return NULL;
-    if ((s_64 = PyLong_FromLong(64)) == NULL || (s_one = PyLong_FromLong(1)) == NULL)
+    if (ids_init() < 0 || (s_one = PyLong_FromLong(1)) == NULL)
         return NULL;
     if ((s_million = PyLong_FromLong(1000000)) == NULL || (s_zero = PyLong_FromLong(0)) == NULL)
         return NULL;

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "csrc/compat.h"
+#include <stddef.h>
 #include <string.h>
 
 static PyObject *fallback = NULL; /* the pure-Python encode_span */
@@ -119,6 +120,15 @@ static int high64(PyObject *v, uint64_t *out) {
     if (overflow == 0) {
         *out = small < 0 ? (uint64_t)-1 : 0; /* arithmetic shift of an i64 */
         return 0;
+    }
+    if (overflow > 0) {
+        /* half of all random 64-bit ids are above 2^63: no shift needed below 2^64 */
+        unsigned long long u = PyLong_AsUnsignedLongLong(v);
+        if (u != (unsigned long long)-1 || !PyErr_Occurred()) {
+            *out = 0;
+            return 0;
+        }
+        PyErr_Clear();
     }
     PyObject *shift = PyLong_FromLong(64);
     if (shift == NULL) {
@@ -493,6 +503,189 @@ static PyObject *set_fallback(PyObject *Py_UNUSED(module), PyObject *function) {
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ ReportSpan */
+
+/* ReportSpan(reporter, python_report_span): Reporter.report_span for one reporter, in C.
+ *
+ * The same steps as the Python method (reporter.py), reading the same instance attributes
+ * from the reporter's __dict__ on every call, so nothing is cached that fork handling or
+ * close() could leave stale: accepting and room in the queue -> encode, append, wake the
+ * worker once per batch; otherwise _report_slow(). An attribute that is not where the
+ * Python method would find it sends the call to that method instead. Why: the Python frame
+ * and its attribute lookups cost more than encoding the span does. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *reporter, *dict, *python;
+    vectorcallfunc vectorcall;
+} ReportSpan;
+
+static PyObject *s_queue, *s_accepting, *s_queue_size, *s_encode, *s_batch_size,
+    *s_wake_pending, *s_append, *s_wake_worker, *s_report_slow, *s_encode_failed;
+
+/* `name` from the reporter's __dict__ (borrowed), or NULL without an error if absent. */
+static PyObject *field(ReportSpan *self, PyObject *name) {
+    return PyDict_GetItemWithError(self->dict, name);
+}
+
+static PyObject *report_python(ReportSpan *self, PyObject *record) {
+    PyObject *args[2] = {self->reporter, record};
+    return PyObject_Vectorcall(self->python, args, 2, NULL);
+}
+
+/* Ends the call the way the Python method's `return self.<name>(arg)` would. */
+static PyObject *call_reporter(ReportSpan *self, PyObject *name, PyObject *arg) {
+    PyObject *r = arg ? PyObject_CallMethodOneArg(self->reporter, name, arg)
+                      : PyObject_CallMethodNoArgs(self->reporter, name);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *report_span_call(ReportSpan *self, PyObject *const *args, size_t nargsf,
+                                  PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "report_span() takes exactly one argument (record)");
+        return NULL;
+    }
+    PyObject *record = args[0];
+    PyObject *queue = field(self, s_queue), *accepting = field(self, s_accepting);
+    PyObject *size_obj = field(self, s_queue_size), *encode = field(self, s_encode);
+    if (queue == NULL || accepting == NULL || size_obj == NULL || encode == NULL ||
+        !PyLong_CheckExact(size_obj)) {
+        if (PyErr_Occurred())
+            return NULL;
+        return report_python(self, record);
+    }
+    int open = PyObject_IsTrue(accepting);
+    if (open < 0)
+        return NULL;
+    Py_ssize_t queued = open ? PyObject_Size(queue) : 0;
+    Py_ssize_t limit = open ? PyLong_AsSsize_t(size_obj) : 0;
+    if (queued < 0 || (limit == -1 && PyErr_Occurred()))
+        return NULL;
+    if (!open || queued >= limit)
+        return call_reporter(self, s_report_slow, record);
+    /* held: a Python encoder could replace either attribute while it runs */
+    Py_INCREF(queue);
+    Py_INCREF(encode);
+    PyObject *data = PyCFunction_Check(encode) &&
+                             PyCFunction_GET_FUNCTION(encode) == (PyCFunction)encode_span
+                         ? encode_span(NULL, record)
+                         : PyObject_CallOneArg(encode, record);
+    Py_DECREF(encode);
+    if (data == NULL) {
+        Py_DECREF(queue);
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return NULL;
+        PyObject *exc = take_exception();
+        PyObject *r = call_reporter(self, s_encode_failed, exc);
+        Py_XDECREF(exc);
+        return r;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(queue, s_append, data);
+    Py_DECREF(data);
+    if (r == NULL) {
+        Py_DECREF(queue);
+        return NULL;
+    }
+    Py_DECREF(r);
+    queued = PyObject_Size(queue);
+    Py_DECREF(queue);
+    if (queued < 0)
+        return NULL;
+    PyObject *batch_obj = field(self, s_batch_size);
+    int full;
+    if (batch_obj != NULL && PyLong_CheckExact(batch_obj)) {
+        Py_ssize_t batch = PyLong_AsSsize_t(batch_obj);
+        if (batch == -1 && PyErr_Occurred())
+            return NULL;
+        full = queued >= batch;
+    } else {
+        /* not a plain int in the instance dict: compare the way Python would */
+        if (PyErr_Occurred())
+            return NULL;
+        PyObject *length = PyLong_FromSsize_t(queued);
+        PyObject *batch = length ? PyObject_GetAttr(self->reporter, s_batch_size) : NULL;
+        full = batch ? PyObject_RichCompareBool(length, batch, Py_GE) : -1;
+        Py_XDECREF(length);
+        Py_XDECREF(batch);
+        if (full < 0)
+            return NULL;
+    }
+    if (!full)
+        Py_RETURN_NONE;
+    PyObject *pending = field(self, s_wake_pending);
+    if (pending != NULL)
+        Py_INCREF(pending);
+    else if (!PyErr_Occurred())
+        pending = PyObject_GetAttr(self->reporter, s_wake_pending);
+    int waking = pending ? PyObject_IsTrue(pending) : -1;
+    Py_XDECREF(pending);
+    if (waking < 0)
+        return NULL;
+    if (waking)
+        Py_RETURN_NONE;
+    return call_reporter(self, s_wake_worker, NULL);
+}
+
+static PyObject *report_span_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *reporter, *python;
+    if (!PyArg_ParseTuple(args, "OO:ReportSpan", &reporter, &python))
+        return NULL;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "ReportSpan() takes no keyword arguments");
+        return NULL;
+    }
+    PyObject *dict = PyObject_GenericGetDict(reporter, NULL);
+    if (dict == NULL)
+        return NULL;
+    ReportSpan *self = (ReportSpan *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(dict);
+        return NULL;
+    }
+    self->reporter = Py_NewRef(reporter);
+    self->dict = dict;
+    self->python = Py_NewRef(python);
+    self->vectorcall = (vectorcallfunc)report_span_call;
+    return (PyObject *)self;
+}
+
+static int report_span_traverse(ReportSpan *self, visitproc visit, void *arg) {
+    Py_VISIT(self->reporter);
+    Py_VISIT(self->dict);
+    Py_VISIT(self->python);
+    return 0;
+}
+
+static int report_span_clear(ReportSpan *self) {
+    Py_CLEAR(self->reporter);
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->python);
+    return 0;
+}
+
+static void report_span_dealloc(ReportSpan *self) {
+    PyObject_GC_UnTrack(self);
+    report_span_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject ReportSpan_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "opentracing_sls._speedups.ReportSpan",
+    .tp_basicsize = sizeof(ReportSpan),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "ReportSpan(reporter, python_report_span): the reporter's report_span in C.",
+    .tp_new = report_span_new,
+    .tp_dealloc = (destructor)report_span_dealloc,
+    .tp_traverse = (traverseproc)report_span_traverse,
+    .tp_clear = (inquiry)report_span_clear,
+    .tp_vectorcall_offset = offsetof(ReportSpan, vectorcall),
+    .tp_call = PyVectorcall_Call,
+};
+
 static PyMethodDef methods[] = {
     {"encode_span_compact", encode_span, METH_O,
      "encode_span_compact(record) -> bytes: one Jaeger Thrift compact Span struct."},
@@ -509,4 +702,28 @@ static struct PyModuleDef module_def = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module_def); }
+static int intern(PyObject **slot, const char *text) {
+    *slot = PyUnicode_InternFromString(text);
+    return *slot == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC PyInit__speedups(void) {
+    if (intern(&s_queue, "_queue") < 0 || intern(&s_accepting, "_accepting") < 0 ||
+        intern(&s_queue_size, "queue_size") < 0 || intern(&s_encode, "_encode") < 0 ||
+        intern(&s_batch_size, "batch_size") < 0 ||
+        intern(&s_wake_pending, "_wake_pending") < 0 || intern(&s_append, "append") < 0 ||
+        intern(&s_wake_worker, "_wake_worker") < 0 ||
+        intern(&s_report_slow, "_report_slow") < 0 ||
+        intern(&s_encode_failed, "_encode_failed") < 0 || PyType_Ready(&ReportSpan_Type) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&ReportSpan_Type);
+    if (PyModule_AddObject(module, "ReportSpan", (PyObject *)&ReportSpan_Type) < 0) {
+        Py_DECREF(&ReportSpan_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -75,9 +75,7 @@ class _PyTracerCore:
 
 _cspan = cspan()
 if _cspan is not None:
-    _cspan.set_tracer_types(context_type=SpanContext, span_type=Span,
-                            getrandbits=_getrandbits, new_id=ids.new_id,
-                            new_trace_id=ids.new_trace_id)
+    _cspan.set_tracer_types(context_type=SpanContext, span_type=Span)
     _TracerCore: Any = _cspan.TracerCore
 else:
     _TracerCore = _PyTracerCore

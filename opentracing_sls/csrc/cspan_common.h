@@ -111,6 +111,51 @@ static inline int is_core(PyObject *o, PyTypeObject *core, PyTypeObject **seen) 
     return 1;
 }
 
+/* TracerCore's instance layout. The tracer attributes the span path reads are member slots
+ * of the C object, not instance-dict entries: Python code reads and assigns them as usual
+ * (`tracer.sampler = s`, a test replacing `tracer._report`), and C reads the field with no
+ * lookup. Declared here because spans read them too (cspan_span.h). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *scope_manager;  /* _scope_manager (opentracing.Tracer's) */
+    PyObject *sampler;        /* sampler */
+    PyObject *max_len;        /* max_tag_value_length */
+    PyObject *gen128;         /* generate_128bit_trace_id */
+    PyObject *report;         /* _report: reporter.report_span */
+    /* the counters' zero-argument incrementers (Metrics.Counter.hot()) */
+    PyObject *started_sampled, *started_unsampled, *traces_sampled, *traces_unsampled,
+        *finished_count;
+} TracerCore;
+
+static PyTypeObject TracerCore_Type;
+static PyTypeObject *tracer_seen = NULL;
+#define IS_TRACER(o) is_core((o), &TracerCore_Type, &tracer_seen)
+
+/* tracer.<name>: the TracerCore field at `offset` when set, else a normal lookup (any
+ * object can be a span's tracer). New reference. */
+static inline PyObject *tracer_attr(PyObject *tracer, size_t offset, PyObject *name) {
+    if (IS_TRACER(tracer)) {
+        PyObject *value = *(PyObject **)((char *)tracer + offset);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(tracer, name);
+}
+#define TRACER_ATTR(tracer, field, name) \
+    tracer_attr((tracer), offsetof(TracerCore, field), (name))
+
+/* Calls the counter incrementer tracer.<name>(). Returns 0, or -1 with an error set. */
+static int count_at(PyObject *tracer, size_t offset, PyObject *name) {
+    PyObject *counter = tracer_attr(tracer, offset, name);
+    PyObject *r = counter ? PyObject_CallNoArgs(counter) : NULL;
+    Py_XDECREF(counter);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+#define COUNT(tracer, field, name) count_at((tracer), offsetof(TracerCore, field), (name))
+
 /* `now` as time.time() gives it. */
 static PyObject *now(void) { return PyObject_CallNoArgs(time_time); }
 

@@ -3,6 +3,7 @@
 #ifndef CSPAN_TRACER_H
 #define CSPAN_TRACER_H
 
+#include "cspan_ids.h"
 #include "cspan_scope.h"
 
 /* -------------------------------------------------------------------- TracerCore */
@@ -10,27 +11,12 @@
 /* Set once by set_tracer_types(). */
 static PyTypeObject *context_cls = NULL; /* span_context.SpanContext */
 static PyTypeObject *span_cls = NULL;    /* span.Span */
-static PyObject *getrandbits = NULL, *new_id = NULL, *new_trace_id = NULL; /* ids.* */
 
 static PyObject *tracer_start_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames);
 static PyObject *s_start_span_public, *s_scope_manager, *s_active, *s_activate, *s_start_span, *s_sampler,
-    *s_is_sampled, *s_trace_id_bits, *s_gen128, *s_started_sampled, *s_started_unsampled,
-    *s_traces_sampled, *s_traces_unsampled, *s_context, *s_span, *s_empty, *s_64, *s_one;
-
-/* `bits` random bits, or `fallback(arg)` when they came out zero (ids are never zero). */
-static PyObject *random_id(PyObject *bits, PyObject *fallback, PyObject *arg) {
-    PyObject *value = PyObject_CallOneArg(getrandbits, bits);
-    if (value == NULL)
-        return NULL;
-    int zero = PyObject_Not(value);
-    if (zero == 0)
-        return value;
-    Py_DECREF(value);
-    if (zero < 0)
-        return NULL;
-    return arg ? PyObject_CallOneArg(fallback, arg) : PyObject_CallNoArgs(fallback);
-}
+    *s_is_sampled, *s_gen128, *s_started_sampled, *s_started_unsampled,
+    *s_traces_sampled, *s_traces_unsampled, *s_context, *s_span, *s_empty, *s_one;
 
 /* A new SpanContext (skips __init__'s argument parsing); every argument is borrowed. */
 static PyObject *new_context(PyObject *trace_id, PyObject *span_id, PyObject *parent_id,
@@ -68,15 +54,14 @@ static PyObject *new_context(PyObject *trace_id, PyObject *span_id, PyObject *pa
  * (new reference or NULL). Mirrors the root case of Tracer._start_span. */
 static PyObject *root_context(PyObject *tracer, PyObject *name, PyObject **sampler_tags) {
     *sampler_tags = NULL;
-    PyObject *bits = PyObject_GetAttr(tracer, s_trace_id_bits);
-    PyObject *gen128 = bits ? PyObject_GetAttr(tracer, s_gen128) : NULL;
-    PyObject *trace_id = gen128 ? random_id(bits, new_trace_id, gen128) : NULL;
-    Py_XDECREF(bits);
+    PyObject *gen128 = TRACER_ATTR(tracer, gen128, s_gen128);
+    int bits_128 = gen128 ? PyObject_IsTrue(gen128) : -1;
     Py_XDECREF(gen128);
+    PyObject *trace_id = bits_128 < 0 ? NULL : new_trace_id_obj(bits_128);
     if (trace_id == NULL)
         return NULL;
     int sampled = 0;
-    PyObject *sampler = PyObject_GetAttr(tracer, s_sampler);
+    PyObject *sampler = TRACER_ATTR(tracer, sampler, s_sampler);
     if (sampler == NULL) {
         Py_DECREF(trace_id);
         return NULL;
@@ -117,8 +102,10 @@ static PyObject *root_context(PyObject *tracer, PyObject *name, PyObject **sampl
         Py_CLEAR(*sampler_tags);
     }
     PyObject *context = NULL;
-    if (call_counter(tracer, sampled ? s_traces_sampled : s_traces_unsampled) == 0) {
-        PyObject *span_id = random_id(s_64, new_id, NULL);
+    int counted = sampled ? COUNT(tracer, traces_sampled, s_traces_sampled)
+                          : COUNT(tracer, traces_unsampled, s_traces_unsampled);
+    if (counted == 0) {
+        PyObject *span_id = new_span_id();
         if (span_id != NULL)
             context = new_context(trace_id, span_id, s_zero, sampled ? s_one : s_zero, NULL,
                                   NULL);
@@ -132,7 +119,7 @@ static PyObject *root_context(PyObject *tracer, PyObject *name, PyObject **sampl
 
 /* The parent context a span with no child_of gets: the active span's, or None. New ref. */
 static PyObject *active_parent(PyObject *tracer) {
-    PyObject *manager = PyObject_GetAttr(tracer, s_scope_manager);
+    PyObject *manager = TRACER_ATTR(tracer, scope_manager, s_scope_manager);
     PyObject *scope = manager ? PyObject_GetAttr(manager, s_active) : NULL;
     Py_XDECREF(manager);
     if (scope == NULL || scope == Py_None)
@@ -265,7 +252,7 @@ static PyObject *tracer_start(PyObject *self, PyObject *const *argv, Py_ssize_t 
                 context = root_context(self, op, &sampler_tags);
             } else {
                 ContextCore *p = (ContextCore *)parent;
-                PyObject *span_id = random_id(s_64, new_id, NULL);
+                PyObject *span_id = new_span_id();
                 if (span_id != NULL)
                     context = new_context(p->trace_id, span_id, p->span_id, p->flags, p->baggage,
                                           p->trace_state);
@@ -282,7 +269,8 @@ static PyObject *tracer_start(PyObject *self, PyObject *const *argv, Py_ssize_t 
         Py_XDECREF(parent);
         if (span != NULL) {
             int sampled = (flags_of(((SpanCore *)span)->context) & SAMPLED_FLAG) != 0;
-            int ok = call_counter(self, sampled ? s_started_sampled : s_started_unsampled) == 0;
+            int ok = (sampled ? COUNT(self, started_sampled, s_started_sampled)
+                              : COUNT(self, started_unsampled, s_started_unsampled)) == 0;
             if (ok && sampled && sampler_tags != NULL && sampler_tags != Py_None) {
                 int any = PyObject_IsTrue(sampler_tags);
                 ok = any >= 0 && (!any || PyDict_Update(((SpanCore *)span)->tags,
@@ -296,7 +284,7 @@ static PyObject *tracer_start(PyObject *self, PyObject *const *argv, Py_ssize_t 
 activate:
     if (span == NULL || !activate)
         return span;
-    PyObject *manager = PyObject_GetAttr(self, s_scope_manager);
+    PyObject *manager = TRACER_ATTR(self, scope_manager, s_scope_manager);
     PyObject *scope = NULL;
     if (manager != NULL) {
         PyObject *call[3] = {manager, span, a[6] ? a[6] : Py_True};
@@ -326,22 +314,66 @@ static PyMethodDef tracer_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+#define TRACER_FIELDS(X)                                                                     \
+    X(scope_manager) X(sampler) X(max_len) X(gen128) X(report) X(started_sampled)             \
+    X(started_unsampled) X(traces_sampled) X(traces_unsampled) X(finished_count)
+
+static int tracer_traverse(TracerCore *self, visitproc visit, void *arg) {
+#define VISIT_FIELD(f) Py_VISIT(self->f);
+    TRACER_FIELDS(VISIT_FIELD)
+#undef VISIT_FIELD
+    return 0;
+}
+
+static int tracer_clear(TracerCore *self) {
+#define CLEAR_FIELD(f) Py_CLEAR(self->f);
+    TRACER_FIELDS(CLEAR_FIELD)
+#undef CLEAR_FIELD
+    return 0;
+}
+
+static void tracer_dealloc(TracerCore *self) {
+    PyObject_GC_UnTrack(self);
+    tracer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The Python names of the fields: unset reads raise AttributeError, like a missing
+ * instance attribute. */
+static PyMemberDef tracer_members[] = {
+    {"_scope_manager", T_OBJECT_EX, offsetof(TracerCore, scope_manager), 0, NULL},
+    {"sampler", T_OBJECT_EX, offsetof(TracerCore, sampler), 0, NULL},
+    {"max_tag_value_length", T_OBJECT_EX, offsetof(TracerCore, max_len), 0, NULL},
+    {"generate_128bit_trace_id", T_OBJECT_EX, offsetof(TracerCore, gen128), 0, NULL},
+    {"_report", T_OBJECT_EX, offsetof(TracerCore, report), 0, NULL},
+    {"_started_sampled", T_OBJECT_EX, offsetof(TracerCore, started_sampled), 0, NULL},
+    {"_started_unsampled", T_OBJECT_EX, offsetof(TracerCore, started_unsampled), 0, NULL},
+    {"_traces_sampled", T_OBJECT_EX, offsetof(TracerCore, traces_sampled), 0, NULL},
+    {"_traces_unsampled", T_OBJECT_EX, offsetof(TracerCore, traces_unsampled), 0, NULL},
+    {"_finished_count", T_OBJECT_EX, offsetof(TracerCore, finished_count), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject TracerCore_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "opentracing_sls._cspan.TracerCore",
-    .tp_basicsize = sizeof(PyObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "C core of Tracer: start_span and start_active_span for the common shapes.",
+    .tp_basicsize = sizeof(TracerCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "C core of Tracer: start_span and start_active_span for the common shapes; "
+              "the attributes they read are member slots.",
     .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)tracer_dealloc,
+    .tp_traverse = (traverseproc)tracer_traverse,
+    .tp_clear = (inquiry)tracer_clear,
     .tp_methods = tracer_methods,
+    .tp_members = tracer_members,
 };
 
 static PyObject *set_tracer_types(PyObject *Py_UNUSED(module), PyObject *args,
                                   PyObject *kwargs) {
-    static char *names[] = {"context_type", "span_type", "getrandbits", "new_id",
-                            "new_trace_id", NULL};
-    PyObject *ctx, *span, *bits, *id, *trace;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!OOO:set_tracer_types", names,
-                                     &PyType_Type, &ctx, &PyType_Type, &span, &bits, &id, &trace))
+    static char *names[] = {"context_type", "span_type", NULL};
+    PyObject *ctx, *span;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!:set_tracer_types", names,
+                                     &PyType_Type, &ctx, &PyType_Type, &span))
         return NULL;
     if (!PyType_IsSubtype((PyTypeObject *)ctx, &ContextCore_Type) ||
         !PyType_IsSubtype((PyTypeObject *)span, &SpanCore_Type)) {
@@ -350,9 +382,6 @@ static PyObject *set_tracer_types(PyObject *Py_UNUSED(module), PyObject *args,
     }
     Py_XSETREF(context_cls, (PyTypeObject *)Py_NewRef(ctx));
     Py_XSETREF(span_cls, (PyTypeObject *)Py_NewRef(span));
-    Py_XSETREF(getrandbits, Py_NewRef(bits));
-    Py_XSETREF(new_id, Py_NewRef(id));
-    Py_XSETREF(new_trace_id, Py_NewRef(trace));
     Py_RETURN_NONE;
 }
 
