@@ -117,10 +117,51 @@ static PyObject *root_context(PyObject *tracer, PyObject *name, PyObject **sampl
     return context;
 }
 
+/* Whether type.<name> is still the descriptor `is_ours` recognises. The answer is cached
+ * for one type and trusted while the type's version tag is unchanged: CPython gives a type a
+ * new tag (or none) whenever it or a base is modified, as by monkeypatching the class. */
+typedef struct {
+    PyTypeObject *type;
+    unsigned int version;
+    int ours;
+} TypeAttrCache;
+
+static int type_attr_is(TypeAttrCache *cache, PyTypeObject *type, PyObject *name,
+                        int (*is_ours)(PyObject *)) {
+    if (cache->type == type && cache->version != 0 &&
+        (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag == cache->version)
+        return cache->ours;
+    PyObject *attr = PyObject_GetAttr((PyObject *)type, name);
+    if (attr == NULL) {
+        PyErr_Clear(); /* the caller's generic path reports it */
+        return 0;
+    }
+    int ours = is_ours(attr);
+    Py_DECREF(attr);
+    Py_INCREF(type); /* held, so its address cannot be reused by another type */
+    Py_XSETREF(cache->type, type);
+    cache->version = (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+    cache->ours = ours;
+    return ours;
+}
+
+static int is_manager_active(PyObject *attr) {
+    return Py_IS_TYPE(attr, &PyGetSetDescr_Type) &&
+           ((PyGetSetDescrObject *)attr)->d_getset->get == (getter)manager_active;
+}
+
+static PyTypeObject *manager_seen = NULL;
+static TypeAttrCache active_cache = {NULL, 0, 0};
+
 /* The parent context a span with no child_of gets: the active span's, or None. New ref. */
 static PyObject *active_parent(PyObject *tracer) {
     PyObject *manager = TRACER_ATTR(tracer, scope_manager, s_scope_manager);
-    PyObject *scope = manager ? PyObject_GetAttr(manager, s_active) : NULL;
+    PyObject *scope = NULL;
+    if (manager != NULL && is_core(manager, &VarManagerCore_Type, &manager_seen) &&
+        type_attr_is(&active_cache, Py_TYPE(manager), s_active, is_manager_active))
+        scope = manager_active((VarManagerCore *)manager, NULL);
+    else if (manager != NULL)
+        scope = PyObject_GetAttr(manager, s_active);
     Py_XDECREF(manager);
     if (scope == NULL || scope == Py_None)
         return scope;
@@ -164,6 +205,9 @@ static int apply_tags(SpanCore *span, PyObject *tags, int sampled) {
     return 0;
 }
 
+static int is_our_start_span(PyObject *attr);
+static TypeAttrCache start_span_cache = {NULL, 0, 0};
+
 /* start_span / start_active_span: the common shapes here, the rest in Python. */
 static PyObject *tracer_start(PyObject *self, PyObject *const *argv, Py_ssize_t nargs,
                               PyObject *kwnames, int activate) {
@@ -177,9 +221,11 @@ static PyObject *tracer_start(PyObject *self, PyObject *const *argv, Py_ssize_t 
     PyObject *refs = a[2], *tags = a[3], *start = a[4] ? a[4] : Py_None;
     PyObject *parent = NULL, *span = NULL, *sampler_tags = NULL;
     int fast = context_cls != NULL && span_cls != NULL;
-    if (activate) {
-        /* start_active_span goes through start_span, which a subclass or the instance may
-         * have replaced (jaeger-client's does the same) */
+    /* start_active_span goes through start_span, which a subclass or the instance may have
+     * replaced (jaeger-client's does the same); known not to be, it is not looked up */
+    if (activate && !(IS_TRACER(self) && !((TracerCore *)self)->start_span_set &&
+                      type_attr_is(&start_span_cache, Py_TYPE(self), s_start_span_public,
+                                   is_our_start_span))) {
         PyObject *method = PyObject_GetAttr(self, s_start_span_public);
         if (method == NULL)
             return NULL;
@@ -306,6 +352,12 @@ static PyObject *tracer_start_active_span(PyObject *self, PyObject *const *args,
     return tracer_start(self, args, nargs, kwnames, 1);
 }
 
+static int is_our_start_span(PyObject *attr) {
+    return Py_IS_TYPE(attr, &PyMethodDescr_Type) &&
+           ((PyMethodDescrObject *)attr)->d_method->ml_meth ==
+               (PyCFunction)(void (*)(void))tracer_start_span;
+}
+
 static PyMethodDef tracer_methods[] = {
     {"start_span", (PyCFunction)(void (*)(void))tracer_start_span,
      METH_FASTCALL | METH_KEYWORDS, NULL},
@@ -316,7 +368,9 @@ static PyMethodDef tracer_methods[] = {
 
 #define TRACER_FIELDS(X)                                                                     \
     X(scope_manager) X(sampler) X(max_len) X(gen128) X(report) X(started_sampled)             \
-    X(started_unsampled) X(traces_sampled) X(traces_unsampled) X(finished_count)
+    X(started_unsampled) X(traces_sampled) X(traces_unsampled) X(finished_count)              \
+    X(started_sampled_it) X(started_unsampled_it) X(traces_sampled_it)                        \
+    X(traces_unsampled_it) X(finished_count_it)
 
 static int tracer_traverse(TracerCore *self, visitproc visit, void *arg) {
 #define VISIT_FIELD(f) Py_VISIT(self->f);
@@ -346,13 +400,84 @@ static PyMemberDef tracer_members[] = {
     {"max_tag_value_length", T_OBJECT_EX, offsetof(TracerCore, max_len), 0, NULL},
     {"generate_128bit_trace_id", T_OBJECT_EX, offsetof(TracerCore, gen128), 0, NULL},
     {"_report", T_OBJECT_EX, offsetof(TracerCore, report), 0, NULL},
-    {"_started_sampled", T_OBJECT_EX, offsetof(TracerCore, started_sampled), 0, NULL},
-    {"_started_unsampled", T_OBJECT_EX, offsetof(TracerCore, started_unsampled), 0, NULL},
-    {"_traces_sampled", T_OBJECT_EX, offsetof(TracerCore, traces_sampled), 0, NULL},
-    {"_traces_unsampled", T_OBJECT_EX, offsetof(TracerCore, traces_unsampled), 0, NULL},
-    {"_finished_count", T_OBJECT_EX, offsetof(TracerCore, finished_count), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
+
+/* The counters: read like members; assigning one also notes the itertools.count behind it
+ * when it is such a count's bound __next__, which count_at() then advances directly. */
+typedef struct {
+    const char *name;
+    size_t field, it;
+} CounterSlot;
+
+#define COUNTER_SLOT(attr, f) {attr, offsetof(TracerCore, f), offsetof(TracerCore, f##_it)}
+static CounterSlot counter_slots[] = {
+    COUNTER_SLOT("_started_sampled", started_sampled),
+    COUNTER_SLOT("_started_unsampled", started_unsampled),
+    COUNTER_SLOT("_traces_sampled", traces_sampled),
+    COUNTER_SLOT("_traces_unsampled", traces_unsampled),
+    COUNTER_SLOT("_finished_count", finished_count),
+};
+#undef COUNTER_SLOT
+
+#define SLOT_AT(self, offset) (*(PyObject **)((char *)(self) + (offset)))
+
+static PyObject *counter_get(PyObject *self, void *closure) {
+    CounterSlot *slot = (CounterSlot *)closure;
+    PyObject *value = SLOT_AT(self, slot->field);
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s'",
+                     Py_TYPE(self)->tp_name, slot->name);
+        return NULL;
+    }
+    return Py_NewRef(value);
+}
+
+/* The itertools.count whose __next__ `value` is, or NULL (new reference, no error). */
+static PyObject *count_behind(PyObject *value) {
+    if (strcmp(Py_TYPE(value)->tp_name, "method-wrapper") != 0)
+        return NULL;
+    PyObject *name = PyObject_GetAttrString(value, "__name__");
+    PyObject *owner = name ? PyObject_GetAttrString(value, "__self__") : NULL;
+    int next = name && PyUnicode_Check(name) &&
+               PyUnicode_CompareWithASCIIString(name, "__next__") == 0;
+    Py_XDECREF(name);
+    if (owner == NULL || !next || strcmp(Py_TYPE(owner)->tp_name, "itertools.count") != 0 ||
+        !PyIter_Check(owner)) {
+        PyErr_Clear();
+        Py_XDECREF(owner);
+        return NULL;
+    }
+    return owner;
+}
+
+static int counter_set(PyObject *self, PyObject *value, void *closure) {
+    CounterSlot *slot = (CounterSlot *)closure;
+    if (value == NULL && SLOT_AT(self, slot->field) == NULL) {
+        PyErr_SetString(PyExc_AttributeError, slot->name);
+        return -1;
+    }
+    PyObject *it = value ? count_behind(value) : NULL;
+    Py_XSETREF(SLOT_AT(self, slot->field), value ? Py_NewRef(value) : NULL);
+    Py_XSETREF(SLOT_AT(self, slot->it), it);
+    return 0;
+}
+
+static PyGetSetDef tracer_getset[] = {
+    {"_started_sampled", counter_get, counter_set, NULL, &counter_slots[0]},
+    {"_started_unsampled", counter_get, counter_set, NULL, &counter_slots[1]},
+    {"_traces_sampled", counter_get, counter_set, NULL, &counter_slots[2]},
+    {"_traces_unsampled", counter_get, counter_set, NULL, &counter_slots[3]},
+    {"_finished_count", counter_get, counter_set, NULL, &counter_slots[4]},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+/* Notes an instance-level start_span (start_active_span must then call it). */
+static int tracer_setattro(PyObject *self, PyObject *name, PyObject *value) {
+    if (PyUnicode_Check(name) && PyUnicode_Compare(name, s_start_span_public) == 0)
+        ((TracerCore *)self)->start_span_set = 1;
+    return PyObject_GenericSetAttr(self, name, value);
+}
 
 static PyTypeObject TracerCore_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "opentracing_sls._cspan.TracerCore",
@@ -366,6 +491,8 @@ static PyTypeObject TracerCore_Type = {
     .tp_clear = (inquiry)tracer_clear,
     .tp_methods = tracer_methods,
     .tp_members = tracer_members,
+    .tp_getset = tracer_getset,
+    .tp_setattro = tracer_setattro,
 };
 
 static PyObject *set_tracer_types(PyObject *Py_UNUSED(module), PyObject *args,

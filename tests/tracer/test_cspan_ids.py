@@ -1,5 +1,6 @@
-"""The C tracer core's own parts: its id generator and the tracer attributes it keeps as
-member slots (opentracing_sls/csrc/cspan_ids.h, TracerCore in cspan_common.h)."""
+"""The C tracer core's own parts: its id generator, the tracer attributes it keeps as
+member slots, and the lookups it skips while the classes involved are unchanged
+(opentracing_sls/csrc/cspan_ids.h, TracerCore in cspan_common.h and cspan_tracer.h)."""
 
 from __future__ import annotations
 
@@ -114,3 +115,72 @@ def test_tracer_with_reporter_cycle_is_collected() -> None:
     del tracer
     gc.collect()
     assert ref() is None
+
+
+def test_counters_count_through_the_slots_whatever_they_hold() -> None:
+    tracer = make_test_tracer(sampler=ConstSampler(True))
+    metrics = tracer.metrics
+    with tracer.start_active_span("a"):
+        tracer.start_span("b").finish()
+    snapshot = metrics.snapshot()
+    assert snapshot["tracer.spans.started.sampled"] == 2
+    assert snapshot["tracer.spans.finished"] == 2
+    assert snapshot["tracer.traces.started.sampled"] == 1
+    # Any zero-argument callable can replace a counter, and is then called.
+    calls = []
+    tracer._finished_count = lambda: calls.append(1)
+    tracer.start_span("c").finish()
+    assert calls == [1]
+    assert metrics.snapshot()["tracer.spans.finished"] == 2
+    del tracer._finished_count
+    with pytest.raises(AttributeError):
+        tracer._finished_count  # noqa: B018
+
+
+def test_start_span_replaced_on_the_instance_or_the_class_is_used() -> None:
+    from opentracing_sls.tracer import Tracer
+
+    tracer = make_test_tracer()
+    with tracer.start_active_span("warm"):  # caches "start_span is ours" for Tracer
+        pass
+    seen = []
+    original = Tracer.start_span
+
+    def patched(self, operation_name=None, *args, **kwargs):
+        seen.append(operation_name)
+        return original(self, operation_name, *args, **kwargs)
+
+    Tracer.start_span = patched
+    try:
+        with tracer.start_active_span("by-class") as scope:
+            assert scope.span.operation_name == "by-class"
+    finally:
+        Tracer.start_span = original
+    assert seen == ["by-class"]
+    with tracer.start_active_span("restored"):
+        pass
+    assert seen == ["by-class"]
+
+    other = make_test_tracer()
+    other.start_span = lambda *args, **kwargs: seen.append("instance") or original(
+        other, *args, **kwargs)
+    with other.start_active_span("by-instance"):
+        pass
+    assert seen == ["by-class", "instance"]
+
+
+def test_a_scope_manager_subclass_overriding_active_is_asked() -> None:
+    from opentracing_sls.scope_managers import ContextVarsScopeManager
+
+    tracer = make_test_tracer()
+    with tracer.start_active_span("outer"):
+        assert tracer.start_span("child").context.parent_id  # the cached fast path
+
+    class Forgetful(ContextVarsScopeManager):
+        @property
+        def active(self):
+            return None
+
+    forgetful = make_test_tracer(scope_manager=Forgetful())
+    with forgetful.start_active_span("outer"):
+        assert forgetful.start_span("child").context.parent_id == 0
