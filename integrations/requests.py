@@ -69,16 +69,14 @@ class RequestsInstrumentor(Instrumentor):
     def patches(self) -> List[Tuple[str, str, Any]]:
         return [("requests.sessions", "Session.send", self._send)]
 
-    def _send(self, wrapped: Any, instance: Any, args: Tuple[Any, ...],
-              kwargs: Dict[str, Any]) -> Any:
+    def _send(self, call: Any, session: Any, request: Any, **kwargs: Any) -> Any:
         if not self.active or is_suppressed():
-            return wrapped(*args, **kwargs)
-        request = args[0] if args else kwargs.get("request")
+            return call(session, request, **kwargs)
         scope = self._before(request)
         if scope is None:
-            return wrapped(*args, **kwargs)
+            return call(session, request, **kwargs)
         try:
-            response = wrapped(*args, **kwargs)
+            response = call(session, request, **kwargs)
         except BaseException as exc:
             self._after(scope, request, None, exc)
             raise

@@ -67,6 +67,25 @@ def test_app_created_first_then_instrument_uninstrument_reinstrument():
     """)
 
 
+def test_method_reached_through_the_instance_or_the_class_is_traced():
+    run("""
+        import flask, wrapt
+        from werkzeug.test import EnvironBuilder
+        integrations.instrument(["flask"])
+        app = new_app()
+        proxy = flask.Flask.__dict__["wsgi_app"]
+        assert isinstance(proxy, wrapt.FunctionWrapper)
+        assert app.wsgi_app.__self__ is app           # a bound method, no wrapt object per access
+        assert count_spans_of_one_request(app) == 1
+        before = len(tracer.reporter.get_spans())
+        body = flask.Flask.wsgi_app(app, EnvironBuilder("/items/2").get_environ(),
+                                    lambda status, headers, exc_info=None: None)
+        assert b"".join(body) == b"2"
+        body.close()
+        assert [s.operation_name for s in tracer.reporter.get_spans()[before:]] == ["/items/<id>"]
+    """)
+
+
 def test_uninstrument_leaves_a_later_wrapper_in_place():
     run("""
         import flask, wrapt
