@@ -34,8 +34,8 @@ from opentracing import (
 from . import diagnostics, forwarding, settings, tagging
 from .patching import Instrumentor
 from .suppression import suppress_instrumentation, suppressed_in_context
-from .unsampled import child_unsampled
-from .wsgi import WSGIHeaders, is_file_wrapper, request_url
+from .unsampled import child_unsampled, environ_carrier
+from .wsgi import is_file_wrapper, request_url
 
 #: The environ key holding the request's tracing state.
 STATE_KEY = "opentracing_sls.flask"
@@ -67,7 +67,8 @@ class _RequestState:
                  "error_logged", "forwarded", "finished", "start_response")
 
     def __init__(self, tracer: opentracing.Tracer, start: float,
-                 forwarded: Optional[Dict[str, str]]) -> None:
+                 forwarded: Optional[Dict[str, str]],
+                 start_response: Optional[Callable[..., Any]]) -> None:
         self.tracer = tracer
         self.start = start
         self.span: Optional[opentracing.Span] = None
@@ -78,7 +79,7 @@ class _RequestState:
         self.error_logged = False
         self.forwarded = forwarded
         self.finished = False
-        self.start_response: Optional[Callable[..., Any]] = None
+        self.start_response = start_response
 
     def __call__(self, status: str, headers: List[Tuple[str, str]], *exc_info: Any) -> Any:
         self.status = status
@@ -152,7 +153,7 @@ class FlaskInstrumentor(Instrumentor):
             return call(app, environ, start_response)
         try:
             # An outer call (a middleware calling a second patched app) already handles it.
-            state = None if STATE_KEY in environ else self._new_state(environ)
+            state = None if STATE_KEY in environ else self._new_state(environ, start_response)
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "Flask request set-up")
             state = None
@@ -161,7 +162,6 @@ class FlaskInstrumentor(Instrumentor):
         if state is _EXCLUDED:
             with suppress_instrumentation():
                 return call(app, environ, start_response)
-        state.start_response = start_response
         token = _set_forwarded(state.forwarded)
         try:
             result = call(app, environ, state)
@@ -175,7 +175,22 @@ class FlaskInstrumentor(Instrumentor):
     def _full_dispatch_request(self, call: Any, app: Any) -> Any:
         if not self.active:
             return call(app)
-        state, standalone = self._dispatch_state()
+        try:
+            request = self._request._get_current_object()
+            environ = request.environ
+            state = environ.get(STATE_KEY)
+            standalone = state is None
+            if standalone:
+                state = self._new_state(environ, None)
+            if state is _EXCLUDED or state.span is not None:
+                state = None
+            else:
+                self._start_span(state, environ, request)
+                if state.span is None:
+                    state = None
+        except Exception:  # noqa: BLE001
+            diagnostics.internal_error(_ERRORS, "Flask span start")
+            state = None
         if state is None:
             return call(app)
         if not standalone:
@@ -202,7 +217,8 @@ class FlaskInstrumentor(Instrumentor):
 
     # -- request lifecycle (all guarded) ---------------------------------------------------
 
-    def _new_state(self, environ: Dict[str, Any]) -> Any:
+    def _new_state(self, environ: Dict[str, Any],
+                   start_response: Optional[Callable[..., Any]]) -> Any:
         """The state of a request just arriving (stored in ``environ``), or ``_EXCLUDED``."""
         if self.excluded:
             path = environ.get("PATH_INFO", "")
@@ -215,27 +231,10 @@ class FlaskInstrumentor(Instrumentor):
             return _EXCLUDED
         forward_list = self.forward_list
         state = _RequestState(self.tracer or _global_tracer(), _now(),
-                              None if forward_list is None else forward_list.capture(environ))
+                              None if forward_list is None else forward_list.capture(environ),
+                              start_response)
         environ[STATE_KEY] = state
         return state
-
-    def _dispatch_state(self) -> Tuple[Optional[_RequestState], bool]:
-        try:
-            request = self._request._get_current_object()
-            environ = request.environ
-            state = environ.get(STATE_KEY)
-            standalone = state is None
-            if standalone:
-                state = self._new_state(environ)
-            if state is _EXCLUDED or state.span is not None:
-                return None, False
-            self._start_span(state, environ, request)
-            if state.span is None:
-                return None, False
-            return state, standalone
-        except Exception:  # noqa: BLE001
-            diagnostics.internal_error(_ERRORS, "Flask span start")
-            return None, False
 
     def _start_span(self, state: _RequestState, environ: Dict[str, Any],
                     request: Any = None) -> None:
@@ -251,7 +250,7 @@ class FlaskInstrumentor(Instrumentor):
                 code = getattr(request.routing_exception, "code", None)
                 name = "%s %s" % (method, code if isinstance(code, int) else 404)
         try:
-            parent = tracer.extract(_HTTP_HEADERS, WSGIHeaders(environ))
+            parent = tracer.extract(_HTTP_HEADERS, environ_carrier(tracer, environ))
         except _QUIET_EXTRACT_ERRORS:
             parent = None
         except Exception:  # noqa: BLE001
@@ -329,7 +328,9 @@ class FlaskInstrumentor(Instrumentor):
             return
         state.finished = True
         span = state.span
-        code = state.status_code()
+        code = _STATUS_CODES.get(state.status, _UNKNOWN)  # type: ignore[arg-type]
+        if code is _UNKNOWN:
+            code = state.status_code()
         try:
             if code is not None:
                 span.set_tag(tagging.HTTP_STATUS_CODE, code)

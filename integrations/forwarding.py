@@ -37,6 +37,7 @@ ISTIO_HEADERS: Tuple[str, ...] = (
 # Headers whose values the tracer owns when it injects B3 or W3C.
 _B3_MULTI = ("x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags")
 TRACE_CONTEXT_HEADERS = frozenset(_B3_MULTI + ("b3", "traceparent"))
+_TRACE_CONTEXT_NAMES = _B3_MULTI + ("b3", "traceparent")
 
 #: The headers captured from the request being handled (name -> value), if any.
 FORWARDED: contextvars.ContextVar[Optional[Dict[str, str]]] = contextvars.ContextVar(
@@ -128,17 +129,19 @@ def apply(outgoing: Any, injected: Mapping[str, str],
                 store[name] = (name, value)
     if not injected:
         return
+    # A stale trace-context header is the application's or a forwarded one, so it is there
+    # before the injected ones are: one check now saves looking for each one afterwards
+    # (the common request has none).
+    maybe_stale = not TRACE_CONTEXT_HEADERS.isdisjoint(store)
     for name, value in injected.items():
         store[name] = (name, value)
-    stale = None
-    for name in TRACE_CONTEXT_HEADERS - injected.keys():
-        if name in store:
-            if stale is None:
-                stale = []
-            stale.append(name)
-    if stale and not TRACE_CONTEXT_HEADERS.isdisjoint(injected):
-        derived = _derive(injected)
-        for name in stale:
+    if not maybe_stale or TRACE_CONTEXT_HEADERS.isdisjoint(injected):
+        return  # nothing stale, or the tracer speaks neither B3 nor W3C: copies stay verbatim
+    derived = None
+    for name in _TRACE_CONTEXT_NAMES:
+        if name in store and name not in injected:
+            if derived is None:
+                derived = _derive(injected)
             value = derived.get(name)
             if value is None:
                 del store[name]

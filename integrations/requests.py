@@ -102,11 +102,10 @@ class RequestsInstrumentor(Instrumentor):
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "starting a requests client span")
             return None
-        span = scope.span
         try:
             injected: Dict[str, str] = {}
             try:
-                tracer.inject(span.context, _HTTP_HEADERS, injected)
+                tracer.inject(scope.span.context, _HTTP_HEADERS, injected)
             except Exception:  # noqa: BLE001
                 diagnostics.internal_error(_ERRORS, "injecting trace headers")
             _apply(request.headers, injected, _forwarded())
@@ -114,15 +113,15 @@ class RequestsInstrumentor(Instrumentor):
             diagnostics.internal_error(_ERRORS, "adding headers to a requests call")
         if self.request_hook is not None:
             try:
-                self.request_hook(span, request)
+                self.request_hook(scope.span, request)
             except Exception:  # noqa: BLE001
                 diagnostics.internal_error(_HOOK_ERRORS, "the requests request_hook")
         return scope
 
     def _after(self, scope: opentracing.Scope, request: Any, response: Any,
                exc: Optional[BaseException]) -> None:
-        span = scope.span
         try:
+            span = scope.span
             if exc is not None:
                 tagging.log_exception(span, exc)
             if response is not None:

@@ -10,15 +10,20 @@ span will be unsampled whatever its tags are, and they can be left out.
 Anything else (another tracer, a subclass of ours, a root span the sampler decides, a
 deferred or sampled parent) gets its tags as usual: the shortcut only ever skips work whose
 result would have been thrown away.
+
+One more shortcut for exactly our tracer, unrelated to sampling: it reads a WSGI environ in
+place (``HeaderReader``), so it gets the environ rather than a :class:`WSGIHeaders` view.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Dict
 
 from opentracing_sls.constants import SAMPLED_FLAG
 from opentracing_sls.span_context import SpanContext
 from opentracing_sls.tracer import Tracer
+
+from .wsgi import WSGIHeaders
 
 
 def child_unsampled(tracer: Any, parent: Any) -> bool:
@@ -26,7 +31,7 @@ def child_unsampled(tracer: Any, parent: Any) -> bool:
     is certainly not sampled."""
     return (type(tracer) is Tracer and type(parent) is SpanContext
             and not parent.flags & SAMPLED_FLAG and not parent.sampling_deferred
-            and bool(parent.trace_id) and bool(parent.span_id))
+            and parent.trace_id != 0 and parent.span_id != 0)
 
 
 def active_child_unsampled(tracer: Any) -> bool:
@@ -40,4 +45,13 @@ def active_child_unsampled(tracer: Any) -> bool:
         return False
     parent = scope.span.context
     return (type(parent) is SpanContext and not parent.flags & SAMPLED_FLAG
-            and not parent.sampling_deferred and bool(parent.trace_id) and bool(parent.span_id))
+            and not parent.sampling_deferred and parent.trace_id != 0 and parent.span_id != 0)
+
+
+def environ_carrier(tracer: Any, environ: Dict[str, Any]) -> Any:
+    """The carrier to extract a request's context from: the environ itself for our tracer
+    (the same answer as through the view, 1.6 k instructions less), else a
+    :class:`WSGIHeaders` view, which any tracer can read."""
+    if type(tracer) is Tracer and "wsgi.version" in environ:
+        return environ
+    return WSGIHeaders(environ)
