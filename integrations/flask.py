@@ -52,6 +52,7 @@ _STATUS_CODES: Dict[str, Optional[int]] = {}
 _now = time.time
 _HTTP_HEADERS = Format.HTTP_HEADERS
 _global_tracer = opentracing.global_tracer
+_get_forwarded = forwarding.FORWARDED.get
 _set_forwarded = forwarding.FORWARDED.set
 _reset_forwarded = forwarding.FORWARDED.reset
 
@@ -162,14 +163,19 @@ class FlaskInstrumentor(Instrumentor):
         if state is _EXCLUDED:
             with suppress_instrumentation():
                 return call(app, environ, start_response)
-        token = _set_forwarded(state.forwarded)
+        # Setting and resetting the variable costs 2 k instructions: skipped when it would
+        # change nothing (no header to forward, none forwarded around this request).
+        forwarded = state.forwarded
+        token = None if forwarded is None and _get_forwarded() is None else \
+            _set_forwarded(forwarded)
         try:
             result = call(app, environ, state)
         except BaseException as exc:
             self._end_failed(state, exc, environ)
             raise
         finally:
-            _reset_forwarded(token)
+            if token is not None:
+                _reset_forwarded(token)
         return self._end(state, result, environ)
 
     def _full_dispatch_request(self, call: Any, app: Any) -> Any:
@@ -256,12 +262,15 @@ class FlaskInstrumentor(Instrumentor):
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "extracting the incoming span context")
             parent = None
-        if child_unsampled(tracer, parent):
-            span = tracer.start_span(name, child_of=parent, start_time=state.start,
-                                     ignore_active_span=True)
+        span_tags = None if child_unsampled(tracer, parent) else _server_tags(environ, method)
+        if parent is not None:
+            # A span with a parent ignores the calling thread's active span anyway (OpenTracing
+            # API); not saying so saves the tracer some argument handling.
+            span = tracer.start_span(name, child_of=parent, tags=span_tags,
+                                     start_time=state.start)
         else:
-            span = tracer.start_span(name, child_of=parent, tags=_server_tags(environ, method),
-                                     start_time=state.start, ignore_active_span=True)
+            span = tracer.start_span(name, tags=span_tags, start_time=state.start,
+                                     ignore_active_span=True)
         state.span = span
         state.scope = tracer.scope_manager.activate(span, False)
         if self.request_hook is not None:
