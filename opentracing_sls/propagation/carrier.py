@@ -216,7 +216,17 @@ def read_planned(carrier: Any, plan: HeaderPlan) -> Tuple[Dict[str, Any], Any]:
         names = plan._environ_names
         for key in present:
             headers[names[key]] = environ[key]
-    return headers, environ if plan.environ_has_prefix(environ) else None
+    mark = plan._environ_mark
+    if mark is None:
+        return headers, environ if plan.environ_has_prefix(environ) else None
+    # environ_has_prefix() for the one-prefix plan, without the call.
+    try:
+        joined = "\0".join(environ)
+    except TypeError:  # a key that is not a str (PEP 3333 says they all are)
+        return headers, environ if plan.environ_has_prefix(environ) else None
+    if mark in joined or joined.startswith(plan.environ_prefixes):
+        return headers, environ
+    return headers, None
 
 
 def _environ_of(carrier: Any) -> Optional[Dict[str, Any]]:
@@ -326,7 +336,7 @@ class HeaderPlan:
     """
 
     __slots__ = ("names", "prefixes", "relevant", "environ_prefixes", "_environ_names",
-                 "_environ_keys", "_environ_marks")
+                 "_environ_keys", "_environ_marks", "_environ_mark")
 
     #: Bound of :attr:`relevant`: key spellings come from the network.
     CACHE_MAX = 2048
@@ -343,6 +353,8 @@ class HeaderPlan:
                                       for p in self.prefixes)
         # "\0" + key for every key of a joined environ: a prefix search in one C call.
         self._environ_marks = tuple("\0" + p for p in self.environ_prefixes)
+        # The usual plan has one prefix (Jaeger's uberctx-): read_planned() tests it inline.
+        self._environ_mark = self._environ_marks[0] if len(self._environ_marks) == 1 else None
 
     def classify(self, key: Any) -> Optional[str]:
         """The lowercase name of carrier key ``key`` if the plan reads it, else None."""

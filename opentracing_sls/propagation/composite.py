@@ -29,7 +29,7 @@ class CompositeCodec(TextCodec):
     chosen context lacks and a ``tracestate`` read next to the same trace id.
     """
 
-    __slots__ = ("codecs", "_plan", "_planned", "_writers", "_distinct_writers")
+    __slots__ = ("codecs", "_plan", "_planned", "_sole", "_writers", "_distinct_writers")
 
     def __init__(self, codecs: Sequence[TextCodec]) -> None:
         if not codecs:
@@ -42,6 +42,7 @@ class CompositeCodec(TextCodec):
         reads = [_declared_reads(codec) for codec in self.codecs]
         self._plan: Optional[HeaderPlan] = None
         self._planned: Tuple[Tuple[TextCodec, FrozenSet[str], bool, Any], ...] = ()
+        self._sole: Optional[Tuple[Any, FrozenSet[str]]] = None
         if all(read is not None for read in reads):
             names = [name for read in reads for name in read[0]]  # type: ignore[index]
             prefixes = [prefix for read in reads for prefix in read[1]]  # type: ignore[index]
@@ -57,6 +58,13 @@ class CompositeCodec(TextCodec):
                 from_dict = b3_extract_dict if type(codec) is B3Codec else None
                 planned.append((codec, own, prefixed, from_dict))
             self._planned = tuple(planned)
+            # The common request carries only the first codec's headers (Istio: B3): when
+            # that codec reads a dict and no other codec reads those names, extract() hands
+            # it the headers directly (the loop below would ask no other codec anyway).
+            _, first_names, _, first_from_dict = planned[0]
+            others = {name for _, names, _, _ in planned[1:] for name in names}
+            if first_from_dict is not None:
+                self._sole = (first_from_dict, frozenset(first_names - others))
 
         # Our own codecs (exactly: a subclass may inject differently) can write into a plain
         # dict from ids formatted once for all of them.
@@ -92,6 +100,9 @@ class CompositeCodec(TextCodec):
         scan = prefix_source is not None
         if not present and not scan:
             return None  # no propagation header at all: the common case of a new trace
+        sole = self._sole
+        if sole is not None and not scan and present.keys() <= sole[1]:
+            return sole[0](present)  # type: ignore[no-any-return]
         reader: Optional[HeaderReader] = None  # made only for a codec that needs one
         primary: Optional[SpanContext] = None
         found: Optional[List[SpanContext]] = None
