@@ -143,7 +143,9 @@ def method_proxy(original: Any, handler: Handler) -> wrapt.FunctionWrapper:
     wrapper = _wrapt_wrapper(handler)
     if type(original) is not types.FunctionType:
         return _FunctionWrapper(original, wrapper)
-    method = _partial(handler, original)
+    # Named and documented like the original (and unwrapping to it, for inspect.signature),
+    # as wrapt's bound form would be.
+    method = functools.update_wrapper(_partial(handler, original), original)
 
     def __get__(self: Any, instance: Any, owner: Any = None) -> Any:
         if instance is None:

@@ -39,6 +39,13 @@ timed runs (imports, app, tracer) is frozen (``gc.freeze()``), as pre-forking se
 full collection does not walk the other subjects' libraries.
 
 Targets (issue 5): sampled <= +20 us and <= 0.25 x the best peer; unsampled <= +8 us.
+
+``--instructions`` counts instead of timing: each subject's process runs under valgrind's
+callgrind (``valgrind`` on PATH), N untraced requests then N traced ones, each stretch between
+two markers (``os.getppid()`` zeroes the counters, ``os.getpgrp()`` dumps them), and the table
+gives instructions per request. Unlike wall time on a shared machine, the counts repeat from
+run to run; they still move by a few thousand with the code's layout in memory (CPython's
+type attribute cache and heap), so compare changes of more than that.
 """
 
 from __future__ import annotations
@@ -251,6 +258,9 @@ def subject_main(args: argparse.Namespace) -> None:
                            endpoint="http://127.0.0.1:%d/v1/traces" % args.sink_port)
     subject = Subject(args.subject, args.sampled, args.stub, sink, args.service)
     environ = _environ(args.sampled)
+    if args.count_instructions:
+        _marked_runs(subject, environ, args.n, args.warmup)
+        return
     traced_requests = 0
     times: Dict[str, List[float]] = {"plain": [], "traced": []}
     cpu: Dict[str, List[float]] = {"plain": [], "traced": []}
@@ -292,6 +302,90 @@ def subject_main(args: argparse.Namespace) -> None:
     closed = subject.peer.close(15)
     print(json.dumps({"times": times, "cpu": cpu, "traced_requests": traced_requests,
                       "closed": closed, "dropped": subject.peer.dropped()}), flush=True)
+
+
+def _marked_runs(subject: Subject, environ: Dict[str, Any], n: int, warmup: int) -> None:
+    """``--instructions``: n untraced then n traced requests, each between callgrind's markers
+    (``--zero-before=getppid --dump-before=getpgrp``): dump 1 untraced, dump 2 traced."""
+    import gc
+
+    for app, enable in ((subject.plain, subject.disable), (subject.traced, subject.enable)):
+        enable()
+        subject.run(app, environ, warmup)
+    subject.peer.flush(30)
+    subject.disable()
+    gc.collect()
+    gc.freeze()
+    os.getppid()
+    subject.run(subject.plain, environ, n)
+    os.getpgrp()
+    subject.enable()
+    gc.collect()
+    os.getppid()
+    subject.run(subject.traced, environ, n)
+    subject.peer.flush(30)  # the reporter's export of these requests counts (where it can)
+    os.getpgrp()
+    subject.disable()
+    subject.peer.close(15)
+    print(json.dumps({"ok": True}), flush=True)
+
+
+def _count_instructions(key: str, sampled: bool, stub: str, sink: Any, n: int,
+                        warmup: int, workdir: str) -> Tuple[float, float]:
+    """(untraced, traced) instructions per request of ``key`` under callgrind."""
+    out = os.path.join(workdir, "%s-%s.cg" % (key, "s" if sampled else "u"))
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+               "--zero-before=getppid", "--dump-before=getpgrp", "--dump-instr=no",
+               "--separate-threads=no",
+               sys.executable, os.path.abspath(__file__), "--subject", key, "--stub", stub,
+               "--sink-port", str(sink.port), "--sink-kind", sink.kind,
+               "--service", "bench-int-instr-%s" % key, "--n", str(n), "--repeats", "1",
+               "--warmup", str(warmup), "--count-instructions"]
+    if sampled:
+        command.append("--sampled")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
+    if result.returncode != 0:
+        raise RuntimeError("subject %s failed under callgrind:\n%s" % (key, result.stderr[-3000:]))
+    totals = []
+    for part in (1, 2):
+        with open("%s.%d" % (out, part)) as dump:
+            totals.append(next(int(line.split()[1]) for line in dump
+                               if line.startswith(("summary:", "totals:"))))
+    return totals[0] / n, totals[1] / n
+
+
+def instructions_main(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from _sinks import Sinks
+
+    if shutil.which("valgrind") is None:
+        print("--instructions needs valgrind on PATH")
+        return 1
+    n, warmup = (50, 100) if args.quick else (300, 200)
+    print_header("Flask + requests instrumentation: instructions added per request", [
+        "route %s -> one requests call through a Session to the in-process stub adapter;" % ROUTE,
+        "callgrind, PYTHONHASHSEED=0; per process N=%d untraced then N=%d traced requests "
+        "after %d of each to warm up" % (n, n, warmup)])
+    sinks = Sinks()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-int-cg-") as workdir:
+            for sampled in (True, False):
+                for key in SUBJECTS + (GLUE,):
+                    if key == GLUE and not sampled:
+                        continue  # the no-op tracer samples nothing: one row is enough
+                    sink = sinks.otel if key == "otel" else sinks.udp
+                    plain, traced = _count_instructions(key, sampled, "in-process", sink, n,
+                                                        warmup, workdir)
+                    rows.append([LABELS[key], "sampled" if sampled else "unsampled",
+                                 "%.0f" % plain, "%.0f" % traced, "%+.0f" % (traced - plain)])
+    finally:
+        sinks.close()
+    table(["subject", "requests", "untraced instr/req", "traced instr/req", "added"], rows)
+    return 0
 
 
 # --------------------------------------------------------------------------- the parent
@@ -430,6 +524,10 @@ def main() -> int:
     parser.add_argument("--socket-stub", action="store_true",
                         help="call a loopback HTTP stub process instead of the in-process "
                              "adapter (noisier)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per request under callgrind (valgrind) "
+                             "instead of timing")
+    parser.add_argument("--count-instructions", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--stub", help=argparse.SUPPRESS, nargs="?", const="serve")
     parser.add_argument("--subject", choices=SUBJECTS + (GLUE,), help=argparse.SUPPRESS)
     parser.add_argument("--sampled", action="store_true", help=argparse.SUPPRESS)
@@ -446,6 +544,8 @@ def main() -> int:
     if args.stub == "serve":
         stub_main()
         return 0
+    if args.instructions:
+        return instructions_main(args)
     return parent_main(args)
 
 

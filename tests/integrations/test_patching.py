@@ -76,6 +76,9 @@ def test_method_reached_through_the_instance_or_the_class_is_traced():
         proxy = flask.Flask.__dict__["wsgi_app"]
         assert isinstance(proxy, wrapt.FunctionWrapper)
         assert app.wsgi_app.__self__ is app           # a bound method, no wrapt object per access
+        import inspect
+        assert app.wsgi_app.__name__ == "wsgi_app"
+        assert list(inspect.signature(app.wsgi_app).parameters) == ["environ", "start_response"]
         assert count_spans_of_one_request(app) == 1
         before = len(tracer.reporter.get_spans())
         body = flask.Flask.wsgi_app(app, EnvironBuilder("/items/2").get_environ(),
