@@ -19,11 +19,16 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from opentracing import Format
+
 from opentracing_sls.constants import SAMPLED_FLAG
+from opentracing_sls.propagation import CompositeCodec
 from opentracing_sls.span_context import SpanContext
 from opentracing_sls.tracer import Tracer
 
 from .wsgi import WSGIHeaders
+
+_HTTP_HEADERS = Format.HTTP_HEADERS
 
 
 def child_unsampled(tracer: Any, parent: Any) -> bool:
@@ -50,8 +55,9 @@ def active_child_unsampled(tracer: Any) -> bool:
 
 def environ_carrier(tracer: Any, environ: Dict[str, Any]) -> Any:
     """The carrier to extract a request's context from: the environ itself for our tracer
-    (the same answer as through the view, 1.6 k instructions less), else a
-    :class:`WSGIHeaders` view, which any tracer can read."""
-    if type(tracer) is Tracer and "wsgi.version" in environ:
+    with its own HTTP codec (which reads an environ and the view of one alike; 1.6 k
+    instructions less), else a :class:`WSGIHeaders` view, which any tracer can read."""
+    if (type(tracer) is Tracer and "wsgi.version" in environ
+            and type(tracer.codecs.get(_HTTP_HEADERS)) is CompositeCodec):
         return environ
     return WSGIHeaders(environ)

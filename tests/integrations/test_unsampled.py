@@ -144,3 +144,24 @@ def test_only_our_exact_tracer_and_decided_contexts_qualify():
         assert not active_child_unsampled(custom)
     with ours.start_active_span("sampled"):
         assert not active_child_unsampled(ours)
+
+
+def test_our_tracer_reads_the_environ_in_place_and_others_get_the_view():
+    from opentracing_sls.integrations.unsampled import environ_carrier
+    from opentracing_sls.integrations.wsgi import WSGIHeaders
+
+    environ = {"wsgi.version": (1, 0), "REQUEST_METHOD": "GET", "HTTP_X_B3_TRACEID": TRACE,
+               "HTTP_X_B3_SPANID": SPAN, "HTTP_X_B3_SAMPLED": "0", "HTTP_UBERCTX_USER": "a"}
+    ours = make_test_tracer()
+    assert environ_carrier(ours, environ) is environ
+    http = opentracing.Format.HTTP_HEADERS
+    assert ours.extract(http, environ) == ours.extract(http, WSGIHeaders(environ))
+    assert ours.extract(http, environ).baggage == {"user": "a"}
+    for tracer in (MockTracer(), opentracing.Tracer()):
+        assert isinstance(environ_carrier(tracer, environ), WSGIHeaders)
+    no_version = {k: v for k, v in environ.items() if k != "wsgi.version"}
+    assert isinstance(environ_carrier(ours, no_version), WSGIHeaders)
+    replaced = make_test_tracer()
+    replaced.codecs[http] = type("OwnCodec", (type(replaced.codecs[http]),), {})(
+        replaced.codecs[http].codecs)
+    assert isinstance(environ_carrier(replaced, environ), WSGIHeaders)  # a codec of its own
