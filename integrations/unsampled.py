@@ -7,9 +7,12 @@ with ids and a decision inherits that decision (``Tracer`` in ``tracer.py``). So
 parent is such a context of ours saying "not sampled", and the tracer is exactly ours, the
 span will be unsampled whatever its tags are, and they can be left out.
 
-Anything else (another tracer, a subclass of ours, a root span the sampler decides, a
-deferred or sampled parent) gets its tags as usual: the shortcut only ever skips work whose
-result would have been thrown away.
+OpenTracing's own no-op tracer (exactly ``opentracing.Tracer``, what ``JAEGER_DISABLED=true``
+gives) keeps no span at all, so its spans get no tags either.
+
+Anything else (another tracer, a subclass of ours or of the no-op tracer, a root span the
+sampler decides, a deferred or sampled parent) gets its tags as usual: the shortcut only ever
+skips work whose result would have been thrown away.
 
 One more shortcut for exactly our tracer, unrelated to sampling: it reads a WSGI environ in
 place (``HeaderReader``), so it gets the environ rather than a :class:`WSGIHeaders` view.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+import opentracing
 from opentracing import Format
 
 from opentracing_sls.constants import SAMPLED_FLAG
@@ -29,20 +33,22 @@ from opentracing_sls.tracer import Tracer
 from .wsgi import WSGIHeaders
 
 _HTTP_HEADERS = Format.HTTP_HEADERS
+_NoopTracer = opentracing.Tracer
 
 
 def child_unsampled(tracer: Any, parent: Any) -> bool:
     """True when a span that ``tracer`` starts as a child of ``parent`` (a span context)
-    is certainly not sampled."""
-    return (type(tracer) is Tracer and type(parent) is SpanContext
-            and not parent.flags & SAMPLED_FLAG and not parent.sampling_deferred
-            and parent.trace_id != 0 and parent.span_id != 0)
+    is certainly not sampled (or OpenTracing's no-op tracer, which keeps nothing)."""
+    if type(tracer) is not Tracer:
+        return type(tracer) is _NoopTracer
+    return (type(parent) is SpanContext and not parent.flags & SAMPLED_FLAG
+            and not parent.sampling_deferred and parent.trace_id != 0 and parent.span_id != 0)
 
 
 def active_child_unsampled(tracer: Any) -> bool:
     """Like :func:`child_unsampled` for the child of ``tracer``'s active span."""
     if type(tracer) is not Tracer:
-        return False
+        return type(tracer) is _NoopTracer
     # The scope manager attribute opentracing.Tracer keeps, not its property: one call less
     # per outgoing request.
     scope = tracer._scope_manager.active

@@ -120,6 +120,13 @@ def test_a_root_the_sampler_denies_still_gets_tags_offered(serve, calls):
     assert calls == {"server": 1, "client": 0}  # the client's parent is then known unsampled
 
 
+def test_the_noop_tracer_gets_no_tags_and_headers_still_go_out(serve, calls):
+    seen = call(opentracing.Tracer(), serve, {"x-b3-traceid": TRACE, "x-b3-spanid": SPAN,
+                                              "x-request-id": "r"})
+    assert calls == {"server": 0, "client": 0}
+    assert (seen["x-b3-traceid"], seen["x-b3-spanid"], seen["x-request-id"]) == (TRACE, SPAN, "r")
+
+
 def test_only_our_exact_tracer_and_decided_contexts_qualify():
     ours = make_test_tracer()
     denied = SpanContext(1, 2, 0, 0)
@@ -137,6 +144,10 @@ def test_only_our_exact_tracer_and_decided_contexts_qualify():
     custom.__class__ = Custom  # same state, a subclass that could sample differently
     assert not child_unsampled(custom, denied)
     assert not child_unsampled(MockTracer(), denied)
+    # OpenTracing's no-op tracer keeps nothing; a subclass of it might.
+    assert child_unsampled(opentracing.Tracer(), None)
+    assert active_child_unsampled(opentracing.Tracer())
+    assert not child_unsampled(type("Own", (opentracing.Tracer,), {})(), None)
 
     assert not active_child_unsampled(ours)  # nothing active: a root
     with ours.start_active_span("denied", child_of=denied):
