@@ -40,7 +40,7 @@ from ..constants import DEBUG_FLAG, SAMPLED_FLAG
 from ..ids import id_to_hex, trace_id_to_hex
 from ..span_context import SpanContext
 from .base import TextCodec
-from .carrier import HeaderReader, _to_text, discard, require_writable
+from .carrier import HeaderReader, discard, header_token, require_writable
 
 TRACE_ID_HEADER = "x-b3-traceid"
 SPAN_ID_HEADER = "x-b3-spanid"
@@ -126,26 +126,16 @@ def _parse_multi(headers: HeaderReader) -> Optional[SpanContext]:
     return SpanContext(trace_id, span_id, parent_id, flags)
 
 
-def _token(value: Any) -> Optional[str]:
-    """What :meth:`HeaderReader.get_single` makes of a raw carrier value."""
-    if type(value) is not str:
-        value = _to_text(value)
-        if value is None:
-            return None
-    if "," in value:
-        value = value.split(",", 1)[0]
-    return value.strip()
-
-
 def extract_dict(headers: Dict[str, Any]) -> Optional[SpanContext]:
     """:meth:`B3Codec.extract_from` for a reader's dict of lowercase names: the same rules
     as :func:`_parse_single` then :func:`_parse_multi`, without a call per header (a clean
-    ``str`` value, the common case, is stripped in place; others go through :func:`_token`).
+    ``str`` value, the common case, is stripped in place; others go through
+    :func:`~.carrier.header_token`).
     """
     get = headers.get
     value = get(SINGLE_HEADER)
     if value is not None:
-        value = _token(value)
+        value = header_token(value)
         if value is not None:
             context = _parse_single(value)
             if context is not None:
@@ -155,7 +145,7 @@ def extract_dict(headers: Dict[str, Any]) -> Optional[SpanContext]:
         flags: Optional[int] = None
     else:
         sampled = sampled.strip() if type(sampled) is str and "," not in sampled \
-            else _token(sampled)
+            else header_token(sampled)
         if sampled is None:
             flags = None
         else:
@@ -165,18 +155,18 @@ def extract_dict(headers: Dict[str, Any]) -> Optional[SpanContext]:
                 if flags is None:
                     return None  # empty or garbage: malformed, the spec's "restart the trace"
     value = get(FLAGS_HEADER)
-    if value is not None and _token(value) == "1":
+    if value is not None and header_token(value) == "1":
         flags = _DEBUG_SAMPLED
     trace_hex = get(TRACE_ID_HEADER)
     if trace_hex is not None:
         trace_hex = trace_hex.strip() if type(trace_hex) is str and "," not in trace_hex \
-            else _token(trace_hex)
+            else header_token(trace_hex)
     if trace_hex is None:
         return None if flags is None else SpanContext(0, 0, flags=flags)
     span_hex = get(SPAN_ID_HEADER)
     if span_hex is not None:
         span_hex = span_hex.strip() if type(span_hex) is str and "," not in span_hex \
-            else _token(span_hex)
+            else header_token(span_hex)
     if span_hex is None or len(span_hex) != 16 or len(trace_hex) not in _TRACE_HEX_LENGTHS:
         return None
     # The ids as _TRACE_ID/_SPAN_ID and int(text, 16) read them, but cheaper (1.7 k against
@@ -196,7 +186,7 @@ def extract_dict(headers: Dict[str, Any]) -> Optional[SpanContext]:
     parent_id = 0
     parent_hex = get(PARENT_SPAN_ID_HEADER)
     if parent_hex is not None:
-        parent_hex = _token(parent_hex)
+        parent_hex = header_token(parent_hex)
         if parent_hex is not None:
             if len(parent_hex) != 16:
                 return None

@@ -25,6 +25,18 @@ _ENVIRON_KEYS: Dict[str, str] = {}
 _ENVIRON_KEYS_MAX = 256
 
 
+def header_token(value: Any) -> Optional[str]:
+    """A raw header value as :meth:`HeaderReader.get_single` returns it: text, first of a
+    comma-joined list, stripped; None when it cannot be text."""
+    if type(value) is not str:
+        value = _to_text(value)
+        if value is None:
+            return None
+    if "," in value:
+        value = value.split(",", 1)[0]
+    return value.strip()
+
+
 def _environ_key(name: str) -> str:
     key = _ENVIRON_KEYS.get(name)
     if key is None:
@@ -119,13 +131,9 @@ class HeaderReader:
             value = self._headers.get(name)  # type: ignore[union-attr]
         if value is None:
             return None
-        if type(value) is not str:
-            value = _to_text(value)
-            if value is None:
-                return None
-        if "," in value:
-            value = value.split(",", 1)[0]
-        return value.strip()
+        if type(value) is str and "," not in value:
+            return value.strip()
+        return header_token(value)
 
     def get_all(self, name: str) -> List[str]:
         """Every value of header ``name``: a list/tuple value gives all its usable elements.
