@@ -135,11 +135,14 @@ static PyTypeObject TracerCore_Type;
 static PyTypeObject *tracer_seen = NULL;
 #define IS_TRACER(o) is_core((o), &TracerCore_Type, &tracer_seen)
 
+/* The object field at `offset` of a TracerCore (borrowed, may be NULL). */
+#define SLOT_AT(self, offset) (*(PyObject **)((char *)(self) + (offset)))
+
 /* tracer.<name>: the TracerCore field at `offset` when set, else a normal lookup (any
  * object can be a span's tracer). New reference. */
 static inline PyObject *tracer_attr(PyObject *tracer, size_t offset, PyObject *name) {
     if (IS_TRACER(tracer)) {
-        PyObject *value = *(PyObject **)((char *)tracer + offset);
+        PyObject *value = SLOT_AT(tracer, offset);
         if (value != NULL)
             return Py_NewRef(value);
     }
@@ -153,7 +156,7 @@ static inline PyObject *tracer_attr(PyObject *tracer, size_t offset, PyObject *n
  * Returns 0, or -1 with an error set. */
 static int count_at(PyObject *tracer, size_t offset, size_t it_offset, PyObject *name) {
     if (IS_TRACER(tracer)) {
-        PyObject *it = *(PyObject **)((char *)tracer + it_offset);
+        PyObject *it = SLOT_AT(tracer, it_offset);
         if (it != NULL) {
             PyObject *r = Py_TYPE(it)->tp_iternext(it);
             if (r == NULL)

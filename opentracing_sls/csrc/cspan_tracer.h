@@ -420,8 +420,6 @@ static CounterSlot counter_slots[] = {
 };
 #undef COUNTER_SLOT
 
-#define SLOT_AT(self, offset) (*(PyObject **)((char *)(self) + (offset)))
-
 static PyObject *counter_get(PyObject *self, void *closure) {
     CounterSlot *slot = (CounterSlot *)closure;
     PyObject *value = SLOT_AT(self, slot->field);

@@ -26,17 +26,14 @@ import weakref
 from collections import deque
 from typing import Any, Deque, Dict, List, Mapping, Optional
 
-from .._accel import load
 from ..constants import CLIENT_UUID_TAG_KEY
 from ..metrics import Metrics
 from ..record import SpanRecord
 from .basic import BaseReporter
-from .encoding import pack_spans_fast
+from .encoding import _speedups, pack_spans_fast
 from .senders import Sender, UdpSender
 
 logger = logging.getLogger(__name__)
-
-_speedups = load("_speedups")
 
 #: Spans held in memory before new ones are dropped. 10 000 covers half a second of a
 #: 20 000 spans/s burst while the worker waits for the GIL, at ~1-2 KB per queued record.
