@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("opentracing_sls._speedups", ["opentracing_sls/_speedups.c"], optional=True,
-                  depends=["opentracing_sls/csrc/compat.h"]),
+                  depends=["opentracing_sls/csrc/compat.h", "opentracing_sls/csrc/report_api.h"]),
         Extension("opentracing_sls._cspan", ["opentracing_sls/_cspan.c"], optional=True,
                   depends=sorted(glob.glob("opentracing_sls/csrc/*.h"))),
         Extension("opentracing_sls.shim._ccompact", ["shim/_ccompact.c"], optional=True),

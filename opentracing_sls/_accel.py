@@ -43,6 +43,8 @@ def cspan() -> Optional[ModuleType]:
     if module is not None:
         from .record import SpanRecord
 
+        speedups = load("_speedups")
         module.configure(record_type=SpanRecord, empty_baggage=EMPTY_BAGGAGE,
-                         on_error=opentracing.Span._on_error, time=time.time)
+                         on_error=opentracing.Span._on_error, time=time.time,
+                         report_api=getattr(speedups, "_report_api", None))
     return module

@@ -26,19 +26,42 @@
 /* ------------------------------------------------------------------------ module */
 
 static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"record_type", "empty_baggage", "on_error", "time", NULL};
-    PyObject *record, *empty, *error, *clock;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!OO:configure", names, &PyType_Type,
-                                     &record, &PyDict_Type, &empty, &error, &clock))
+    static char *names[] = {"record_type", "empty_baggage", "on_error", "time", "report_api",
+                            NULL};
+    PyObject *record, *empty, *error, *clock, *api = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!OO|O:configure", names, &PyType_Type,
+                                     &record, &PyDict_Type, &empty, &error, &clock, &api))
         return NULL;
     if (!PyType_IsSubtype((PyTypeObject *)record, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "record_type must be a tuple subclass");
         return NULL;
     }
+    const ReportAPI *found = report_api; /* report_api omitted: unchanged */
+    if (api == Py_None) {
+        found = NULL;
+    } else if (api != NULL) {
+        found = (const ReportAPI *)PyCapsule_GetPointer(api, REPORT_API_CAPSULE);
+        if (found == NULL)
+            return NULL;
+        if (found->version != REPORT_API_VERSION) {
+            PyErr_Format(PyExc_ValueError, "report_api version %d, expected %d",
+                         found->version, REPORT_API_VERSION);
+            return NULL;
+        }
+    }
+    /* the capsule lives as long as the _speedups module, which is never unloaded */
+    report_api = found;
     Py_XSETREF(record_type, Py_NewRef(record));
     Py_XSETREF(empty_baggage, Py_NewRef(empty));
     Py_XSETREF(on_error, Py_NewRef(error));
     Py_XSETREF(time_time, Py_NewRef(clock));
+    PyObject *time_module = PyImport_ImportModule("time");
+    if (time_module == NULL)
+        return NULL;
+    /* the builtin time.time itself (whatever the module attribute holds now) */
+    clock_is_time_time = PyCFunction_Check(clock) && PyCFunction_GET_SELF(clock) == time_module &&
+                         strcmp(((PyCFunctionObject *)clock)->m_ml->ml_name, "time") == 0;
+    Py_DECREF(time_module);
     Py_RETURN_NONE;
 }
 

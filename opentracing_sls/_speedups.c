@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "csrc/compat.h"
+#include "csrc/report_api.h"
 #include <stddef.h>
 #include <string.h>
 
@@ -345,19 +346,27 @@ static int put_logs(Buf *b, PyObject *logs, int after_tags) {
     return 0;
 }
 
-static int put_span(Buf *b, PyObject *record) {
-    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 10) {
-        return FALLBACK;
+/* Both halves of a trace id; one call for the common non-negative id below 2^64. */
+static int trace_halves(PyObject *v, uint64_t *low, uint64_t *high) {
+    if (PyLong_CheckExact(v)) {
+        unsigned long long u = PyLong_AsUnsignedLongLong(v);
+        if (u != (unsigned long long)-1 || !PyErr_Occurred()) {
+            *low = u;
+            *high = 0;
+            return 0;
+        }
+        PyErr_Clear(); /* negative or wider: the general rules */
     }
-    PyObject *trace_id = PyTuple_GET_ITEM(record, 0);
-    uint64_t low, high, span_id, parent_id, flags, start, duration;
+    int rc = low64(v, low);
+    return rc ? rc : high64(v, high);
+}
+
+static int put_parts(Buf *b, const SpanParts *p) {
+    uint64_t low, high, span_id, parent_id, flags;
     int rc;
-    if ((rc = low64(trace_id, &low)) || (rc = high64(trace_id, &high)) ||
-        (rc = low64(PyTuple_GET_ITEM(record, 1), &span_id)) ||
-        (rc = low64(PyTuple_GET_ITEM(record, 2), &parent_id)) ||
-        (rc = low64(PyTuple_GET_ITEM(record, 4), &flags)) ||
-        (rc = low64(PyTuple_GET_ITEM(record, 5), &start)) ||
-        (rc = low64(PyTuple_GET_ITEM(record, 6), &duration))) {
+    if ((rc = trace_halves(p->trace_id, &low, &high)) ||
+        (rc = low64(p->span_id, &span_id)) || (rc = low64(p->parent_id, &parent_id)) ||
+        (rc = low64(p->flags, &flags))) {
         return rc;
     }
     if (buf_reserve(b, 5 * SCALAR) < 0) {
@@ -372,15 +381,11 @@ static int put_span(Buf *b, PyObject *record) {
     put_byte(b, 0x16);
     put_i64(b, parent_id);
     put_byte(b, 0x18); /* operationName, field 5 */
-    if ((rc = put_string(b, PyTuple_GET_ITEM(record, 3)))) {
+    if ((rc = put_string(b, p->operation_name))) {
         return rc;
     }
-    PyObject *refs = PyTuple_GET_ITEM(record, 9);
-    int has_refs = PyObject_IsTrue(refs);
-    if (has_refs < 0) {
-        return FAILED;
-    }
-    if (has_refs && (rc = put_refs(b, refs))) {
+    int has_refs = p->references != NULL;
+    if (has_refs && (rc = put_refs(b, p->references))) {
         return rc;
     }
     if (buf_reserve(b, 4 * SCALAR) < 0) {
@@ -389,20 +394,18 @@ static int put_span(Buf *b, PyObject *record) {
     put_byte(b, has_refs ? 0x15 : 0x25); /* flags, field 7 */
     put_i32(b, (uint32_t)flags);
     put_byte(b, 0x16); /* startTime, field 8 */
-    put_i64(b, start);
+    put_i64(b, (uint64_t)p->start_us);
     put_byte(b, 0x16); /* duration, field 9 */
-    put_i64(b, duration);
-    PyObject *tags = PyTuple_GET_ITEM(record, 7);
-    PyObject *logs = PyTuple_GET_ITEM(record, 8);
-    int has_tags = PyObject_IsTrue(tags);
-    int has_logs = has_tags < 0 ? 0 : PyObject_IsTrue(logs);
+    put_i64(b, (uint64_t)p->duration);
+    int has_tags = PyObject_IsTrue(p->tags);
+    int has_logs = has_tags < 0 ? 0 : PyObject_IsTrue(p->logs);
     if (has_tags < 0 || has_logs < 0) {
         return FAILED;
     }
-    if (has_tags && (rc = put_tags(b, 0x19, tags))) { /* field 10 */
+    if (has_tags && (rc = put_tags(b, 0x19, p->tags))) { /* field 10 */
         return rc;
     }
-    if (has_logs && (rc = put_logs(b, logs, has_tags))) { /* field 11 */
+    if (has_logs && (rc = put_logs(b, p->logs, has_tags))) { /* field 11 */
         return rc;
     }
     if (buf_reserve(b, 1) < 0) {
@@ -410,6 +413,36 @@ static int put_span(Buf *b, PyObject *record) {
     }
     put_byte(b, 0x00);
     return 0;
+}
+
+static int put_span(Buf *b, PyObject *record) {
+    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 10) {
+        return FALLBACK;
+    }
+    uint64_t start, duration;
+    int rc;
+    if ((rc = low64(PyTuple_GET_ITEM(record, 5), &start)) ||
+        (rc = low64(PyTuple_GET_ITEM(record, 6), &duration))) {
+        return rc;
+    }
+    PyObject *refs = PyTuple_GET_ITEM(record, 9);
+    int has_refs = PyObject_IsTrue(refs);
+    if (has_refs < 0) {
+        return FAILED;
+    }
+    SpanParts parts = {
+        .trace_id = PyTuple_GET_ITEM(record, 0),
+        .span_id = PyTuple_GET_ITEM(record, 1),
+        .parent_id = PyTuple_GET_ITEM(record, 2),
+        .operation_name = PyTuple_GET_ITEM(record, 3),
+        .flags = PyTuple_GET_ITEM(record, 4),
+        .start_us = (int64_t)start,
+        .duration = (int64_t)duration,
+        .tags = PyTuple_GET_ITEM(record, 7),
+        .logs = PyTuple_GET_ITEM(record, 8),
+        .references = has_refs ? refs : NULL,
+    };
+    return put_parts(b, &parts);
 }
 
 static PyObject *encode_span(PyObject *Py_UNUSED(module), PyObject *record) {
@@ -542,6 +575,100 @@ static PyObject *call_reporter(ReportSpan *self, PyObject *name, PyObject *arg) 
     Py_RETURN_NONE;
 }
 
+/* What report_span must do with the next span. */
+#define STEP_QUEUE 0  /* encode and queue it: *queue and *encode are set (borrowed) */
+#define STEP_PYTHON 1 /* an attribute is not where the Python method reads it: call that */
+#define STEP_SLOW 2   /* closed, not started or full: _report_slow() */
+
+static int next_step(ReportSpan *self, PyObject **queue, PyObject **encode) {
+    PyObject *accepting = field(self, s_accepting), *size_obj = field(self, s_queue_size);
+    *queue = field(self, s_queue);
+    *encode = field(self, s_encode);
+    if (*queue == NULL || accepting == NULL || size_obj == NULL || *encode == NULL ||
+        !PyLong_CheckExact(size_obj)) {
+        return PyErr_Occurred() ? -1 : STEP_PYTHON;
+    }
+    int open = PyObject_IsTrue(accepting);
+    if (open <= 0) {
+        return open < 0 ? -1 : STEP_SLOW;
+    }
+    Py_ssize_t queued = PyObject_Size(*queue);
+    Py_ssize_t limit = PyLong_AsSsize_t(size_obj);
+    if (queued < 0 || (limit == -1 && PyErr_Occurred())) {
+        return -1;
+    }
+    return queued >= limit ? STEP_SLOW : STEP_QUEUE;
+}
+
+static int is_our_encoder(PyObject *encode) {
+    return PyCFunction_Check(encode) &&
+           PyCFunction_GET_FUNCTION(encode) == (PyCFunction)encode_span;
+}
+
+/* The encoder raised (the exception is pending): counted by _encode_failed(), as in Python. */
+static PyObject *encoding_failed(ReportSpan *self) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return NULL;
+    }
+    PyObject *exc = take_exception();
+    PyObject *r = call_reporter(self, s_encode_failed, exc);
+    Py_XDECREF(exc);
+    return r;
+}
+
+/* Appends the encoded span and wakes the worker once the batch is full. */
+static PyObject *enqueue(ReportSpan *self, PyObject *queue, PyObject *data) {
+    PyObject *r = PyObject_CallMethodOneArg(queue, s_append, data);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_ssize_t queued = PyObject_Size(queue);
+    if (queued < 0) {
+        return NULL;
+    }
+    PyObject *batch_obj = field(self, s_batch_size);
+    int full;
+    if (batch_obj != NULL && PyLong_CheckExact(batch_obj)) {
+        Py_ssize_t batch = PyLong_AsSsize_t(batch_obj);
+        if (batch == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        full = queued >= batch;
+    } else {
+        /* not a plain int in the instance dict: compare the way Python would */
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        PyObject *length = PyLong_FromSsize_t(queued);
+        PyObject *batch = length ? PyObject_GetAttr(self->reporter, s_batch_size) : NULL;
+        full = batch ? PyObject_RichCompareBool(length, batch, Py_GE) : -1;
+        Py_XDECREF(length);
+        Py_XDECREF(batch);
+        if (full < 0) {
+            return NULL;
+        }
+    }
+    if (!full) {
+        Py_RETURN_NONE;
+    }
+    PyObject *pending = field(self, s_wake_pending);
+    if (pending != NULL) {
+        Py_INCREF(pending);
+    } else if (!PyErr_Occurred()) {
+        pending = PyObject_GetAttr(self->reporter, s_wake_pending);
+    }
+    int waking = pending ? PyObject_IsTrue(pending) : -1;
+    Py_XDECREF(pending);
+    if (waking < 0) {
+        return NULL;
+    }
+    if (waking) {
+        Py_RETURN_NONE;
+    }
+    return call_reporter(self, s_wake_worker, NULL);
+}
+
 static PyObject *report_span_call(ReportSpan *self, PyObject *const *args, size_t nargsf,
                                   PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
@@ -549,85 +676,60 @@ static PyObject *report_span_call(ReportSpan *self, PyObject *const *args, size_
         PyErr_SetString(PyExc_TypeError, "report_span() takes exactly one argument (record)");
         return NULL;
     }
-    PyObject *record = args[0];
-    PyObject *queue = field(self, s_queue), *accepting = field(self, s_accepting);
-    PyObject *size_obj = field(self, s_queue_size), *encode = field(self, s_encode);
-    if (queue == NULL || accepting == NULL || size_obj == NULL || encode == NULL ||
-        !PyLong_CheckExact(size_obj)) {
-        if (PyErr_Occurred())
-            return NULL;
+    PyObject *record = args[0], *queue, *encode;
+    int step = next_step(self, &queue, &encode);
+    if (step < 0) {
+        return NULL;
+    }
+    if (step == STEP_PYTHON) {
         return report_python(self, record);
     }
-    int open = PyObject_IsTrue(accepting);
-    if (open < 0)
-        return NULL;
-    Py_ssize_t queued = open ? PyObject_Size(queue) : 0;
-    Py_ssize_t limit = open ? PyLong_AsSsize_t(size_obj) : 0;
-    if (queued < 0 || (limit == -1 && PyErr_Occurred()))
-        return NULL;
-    if (!open || queued >= limit)
+    if (step == STEP_SLOW) {
         return call_reporter(self, s_report_slow, record);
+    }
     /* held: a Python encoder could replace either attribute while it runs */
     Py_INCREF(queue);
     Py_INCREF(encode);
-    PyObject *data = PyCFunction_Check(encode) &&
-                             PyCFunction_GET_FUNCTION(encode) == (PyCFunction)encode_span
-                         ? encode_span(NULL, record)
-                         : PyObject_CallOneArg(encode, record);
+    PyObject *data = is_our_encoder(encode) ? encode_span(NULL, record)
+                                            : PyObject_CallOneArg(encode, record);
     Py_DECREF(encode);
-    if (data == NULL) {
-        Py_DECREF(queue);
-        if (!PyErr_ExceptionMatches(PyExc_Exception))
-            return NULL;
-        PyObject *exc = take_exception();
-        PyObject *r = call_reporter(self, s_encode_failed, exc);
-        Py_XDECREF(exc);
-        return r;
+    PyObject *r = data ? enqueue(self, queue, data) : encoding_failed(self);
+    Py_XDECREF(data);
+    Py_DECREF(queue);
+    return r;
+}
+
+/* ReportAPI.report: the fast path of report_span_call for a span given as its parts. Any
+ * case that needs the record (a slow path, another encoder, a value only the Python
+ * encoder takes) returns REPORT_NEEDS_RECORD before anything happened. */
+static int report_parts(PyObject *report, const SpanParts *parts) {
+    ReportSpan *self = (ReportSpan *)report;
+    PyObject *queue, *encode;
+    int step = next_step(self, &queue, &encode);
+    if (step != STEP_QUEUE || !is_our_encoder(encode)) {
+        return step < 0 ? -1 : REPORT_NEEDS_RECORD;
     }
-    PyObject *r = PyObject_CallMethodOneArg(queue, s_append, data);
-    Py_DECREF(data);
+    Buf b;
+    buf_init(&b);
+    int rc = put_parts(&b, parts);
+    PyObject *data = NULL, *r;
+    if (rc == FALLBACK) {
+        buf_free(&b);
+        return REPORT_NEEDS_RECORD;
+    }
+    if (rc == 0) {
+        data = PyBytes_FromStringAndSize((const char *)b.data, b.len);
+    }
+    buf_free(&b);
+    Py_INCREF(queue);
+    r = data ? enqueue(self, queue, data) : encoding_failed(self);
+    Py_XDECREF(data);
+    Py_DECREF(queue);
     if (r == NULL) {
-        Py_DECREF(queue);
-        return NULL;
+        return -1;
     }
     Py_DECREF(r);
-    queued = PyObject_Size(queue);
-    Py_DECREF(queue);
-    if (queued < 0)
-        return NULL;
-    PyObject *batch_obj = field(self, s_batch_size);
-    int full;
-    if (batch_obj != NULL && PyLong_CheckExact(batch_obj)) {
-        Py_ssize_t batch = PyLong_AsSsize_t(batch_obj);
-        if (batch == -1 && PyErr_Occurred())
-            return NULL;
-        full = queued >= batch;
-    } else {
-        /* not a plain int in the instance dict: compare the way Python would */
-        if (PyErr_Occurred())
-            return NULL;
-        PyObject *length = PyLong_FromSsize_t(queued);
-        PyObject *batch = length ? PyObject_GetAttr(self->reporter, s_batch_size) : NULL;
-        full = batch ? PyObject_RichCompareBool(length, batch, Py_GE) : -1;
-        Py_XDECREF(length);
-        Py_XDECREF(batch);
-        if (full < 0)
-            return NULL;
-    }
-    if (!full)
-        Py_RETURN_NONE;
-    PyObject *pending = field(self, s_wake_pending);
-    if (pending != NULL)
-        Py_INCREF(pending);
-    else if (!PyErr_Occurred())
-        pending = PyObject_GetAttr(self->reporter, s_wake_pending);
-    int waking = pending ? PyObject_IsTrue(pending) : -1;
-    Py_XDECREF(pending);
-    if (waking < 0)
-        return NULL;
-    if (waking)
-        Py_RETURN_NONE;
-    return call_reporter(self, s_wake_worker, NULL);
+    return REPORT_DONE;
 }
 
 static PyObject *report_span_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
@@ -722,6 +824,13 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     Py_INCREF(&ReportSpan_Type);
     if (PyModule_AddObject(module, "ReportSpan", (PyObject *)&ReportSpan_Type) < 0) {
         Py_DECREF(&ReportSpan_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    static ReportAPI api = {REPORT_API_VERSION, &ReportSpan_Type, report_parts};
+    PyObject *capsule = PyCapsule_New(&api, REPORT_API_CAPSULE, NULL);
+    if (capsule == NULL || PyModule_AddObject(module, "_report_api", capsule) < 0) {
+        Py_XDECREF(capsule);
         Py_DECREF(module);
         return NULL;
     }

@@ -14,16 +14,20 @@
 #define DEFAULT_LIMIT 1024
 
 #include "compat.h"
+#include "report_api.h"
+#include <math.h>
+#include <time.h>
 
 /* Set once by configure(). */
 static PyObject *record_type = NULL;  /* opentracing_sls.record.SpanRecord */
 static PyObject *empty_baggage = NULL; /* span_context._EMPTY: shared, never mutated */
 static PyObject *on_error = NULL;      /* opentracing.Span._on_error */
+static const ReportAPI *report_api = NULL; /* _speedups' ReportSpan, if loaded */
 static PyObject *scope_type = NULL;    /* scope_managers._RestoringScope */
 static PyObject *time_time = NULL;     /* time.time */
 
 static PyObject *s_finished_count, *s_report, *s_internal_error, *s_tag_value, *s_log_value,
-    *s_warn_twice, *s_max_len, *s_finish, *s_priority_key, *s_million, *s_zero;
+    *s_warn_twice, *s_max_len, *s_finish, *s_priority_key, *s_million, *s_zero, *s_activate;
 
 /* ------------------------------------------------------------------- shared helpers */
 
@@ -111,6 +115,43 @@ static inline int is_core(PyObject *o, PyTypeObject *core, PyTypeObject **seen) 
     return 1;
 }
 
+/* Whether type.<name> is still the descriptor `is_ours` recognises. The answer is cached
+ * for one type and trusted while the type's version tag is unchanged: CPython gives a type a
+ * new tag (or none) whenever it or a base is modified, as by monkeypatching the class. */
+typedef struct {
+    PyTypeObject *type;
+    unsigned int version;
+    int ours;
+} TypeAttrCache;
+
+static int type_attr_is(TypeAttrCache *cache, PyTypeObject *type, PyObject *name,
+                        int (*is_ours)(PyObject *)) {
+    if (cache->type == type && cache->version != 0 &&
+        (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag == cache->version)
+        return cache->ours;
+    PyObject *attr = PyObject_GetAttr((PyObject *)type, name);
+    if (attr == NULL) {
+        PyErr_Clear(); /* the caller's generic path reports it */
+        return 0;
+    }
+    int ours = is_ours(attr);
+    Py_DECREF(attr);
+    Py_INCREF(type); /* held, so its address cannot be reused by another type */
+    Py_XSETREF(cache->type, type);
+    cache->version = (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+    cache->ours = ours;
+    return ours;
+}
+
+/* Notes that `name` was assigned on an instance (*flag = 1), then assigns it: the C fast
+ * paths call a method directly only while its instance has not replaced it. */
+static int note_setattr(PyObject *self, PyObject *name, PyObject *value, PyObject *watched,
+                        char *flag) {
+    if (PyUnicode_Check(name) && PyUnicode_Compare(name, watched) == 0)
+        *flag = 1;
+    return PyObject_GenericSetAttr(self, name, value);
+}
+
 /* TracerCore's instance layout. The tracer attributes the span path reads are member slots
  * of the C object, not instance-dict entries: Python code reads and assigns them as usual
  * (`tracer.sampler = s`, a test replacing `tracer._report`), and C reads the field with no
@@ -177,7 +218,28 @@ static int count_at(PyObject *tracer, size_t offset, size_t it_offset, PyObject 
     count_at((tracer), offsetof(TracerCore, field), offsetof(TracerCore, field##_it), (name))
 
 /* `now` as time.time() gives it. */
-static PyObject *now(void) { return PyObject_CallNoArgs(time_time); }
+/* Seconds since the epoch as time.time() computes them (CLOCK_REALTIME in ns, then the
+ * same conversion to double), without the call through the builtin. */
+static PyObject *system_clock(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return PyObject_CallNoArgs(time_time); /* let time.time() report the error */
+    int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    volatile double d; /* as CPython: no optimisation may change the rounding */
+    if (ns % 1000000000 == 0) {
+        d = (double)(ns / 1000000000);
+    } else {
+        d = (double)ns;
+        d /= 1e9;
+    }
+    return PyFloat_FromDouble(d);
+}
+
+static int clock_is_time_time = 0; /* time_time is the builtin: system_clock() is the same */
+
+static PyObject *now(void) {
+    return clock_is_time_time ? system_clock() : PyObject_CallNoArgs(time_time);
+}
 
 /* value made storable, as Span.set_tag/log_kv do: str truncated to `limit`, bool/int/float
  * kept, anything else through `convert(value)` (a Python method). New reference. */

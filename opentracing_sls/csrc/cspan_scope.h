@@ -69,6 +69,8 @@ static int scope_init(ScopeCore *self, PyObject *args, PyObject *kwargs) {
 
 /* Only the active scope can be closed (OpenTracing 2.x): closing out of order must neither
  * clobber the scope activated after this one nor finish this span early. */
+static TypeAttrCache finish_cache = {NULL, 0, 0};
+
 static PyObject *scope_close(ScopeCore *self, PyObject *Py_UNUSED(ignored)) {
     if (self->closed)
         Py_RETURN_NONE;
@@ -90,9 +92,16 @@ static PyObject *scope_close(ScopeCore *self, PyObject *Py_UNUSED(ignored)) {
     if (r == NULL)
         return NULL;
     Py_DECREF(r);
-    if (self->finish_on_close)
-        return PyObject_CallMethodNoArgs(self->span, s_finish);
-    Py_RETURN_NONE;
+    if (!self->finish_on_close)
+        Py_RETURN_NONE;
+    PyObject *span = Py_NewRef(self->span);
+    if (IS_SPAN(span) && !((SpanCore *)span)->finish_set &&
+        type_attr_is(&finish_cache, Py_TYPE(span), s_finish, is_our_finish))
+        r = finish((SpanCore *)span, Py_None);
+    else
+        r = PyObject_CallMethodNoArgs(span, s_finish);
+    Py_DECREF(span);
+    return r;
 }
 
 static PyObject *scope_exit(ScopeCore *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -164,6 +173,7 @@ static PyTypeObject ScopeCore_Type = {
 typedef struct {
     PyObject_HEAD
     PyObject *var;
+    char activate_set; /* `activate` assigned on the instance: the tracer must look it up */
 } VarManagerCore;
 
 static int manager_traverse(VarManagerCore *self, visitproc visit, void *arg) {
@@ -227,6 +237,10 @@ static PyObject *manager_active(VarManagerCore *self, void *Py_UNUSED(closure)) 
     return value;
 }
 
+static int manager_setattro(PyObject *self, PyObject *name, PyObject *value) {
+    return note_setattr(self, name, value, s_activate, &((VarManagerCore *)self)->activate_set);
+}
+
 static PyMethodDef manager_methods[] = {
     {"activate", (PyCFunction)(void (*)(void))manager_activate, METH_FASTCALL | METH_KEYWORDS,
      NULL},
@@ -255,6 +269,7 @@ static PyTypeObject VarManagerCore_Type = {
     .tp_methods = manager_methods,
     .tp_getset = manager_getset,
     .tp_members = manager_members,
+    .tp_setattro = manager_setattro,
 };
 
 #endif

@@ -12,6 +12,7 @@ typedef struct {
     PyObject *tracer, *context, *operation_name, *start_time, *tags, *logs, *references;
     Py_ssize_t limit;
     char finished;
+    char finish_set; /* `finish` assigned on the instance: scopes must look it up */
 } SpanCore;
 
 static PyTypeObject SpanCore_Type;
@@ -326,6 +327,41 @@ done:
 
 static PyObject *span_to_record(SpanCore *self, PyObject *end) { return make_record(self, end); }
 
+/* Hands the span to _speedups' ReportSpan as its fields, skipping the SpanRecord, when
+ * `report` is one and the span has the common shape (our context, float times in range).
+ * Returns what ReportAPI.report does, REPORT_NEEDS_RECORD for any other case. */
+static int report_parts(SpanCore *self, PyObject *report, PyObject *end) {
+    PyObject *start = self->start_time;
+    ContextCore *c = (ContextCore *)self->context;
+    if (report_api == NULL || !Py_IS_TYPE(report, report_api->report_type) ||
+        !IS_CONTEXT(self->context) || !c->trace_id || !c->span_id || !c->parent_id ||
+        !c->flags || !PyFloat_CheckExact(start) || !PyFloat_CheckExact(end))
+        return REPORT_NEEDS_RECORD;
+    double s = PyFloat_AS_DOUBLE(start) * 1000000.0;
+    double d = (PyFloat_AS_DOUBLE(end) - PyFloat_AS_DOUBLE(start)) * 1000000.0;
+    /* what make_record's PyLong_FromDouble truncates to an i64; beyond, it is the record's
+     * business (a huge int, or the error for inf and nan) */
+    if (!(fabs(s) < 9.2e18) || !(fabs(d) < 9.2e18))
+        return REPORT_NEEDS_RECORD;
+    int has_refs = self->references == NULL ? 0 : PyObject_IsTrue(self->references);
+    if (has_refs < 0)
+        return -1;
+    int64_t duration = (int64_t)d;
+    SpanParts parts = {
+        .trace_id = c->trace_id,
+        .span_id = c->span_id,
+        .parent_id = c->parent_id,
+        .operation_name = self->operation_name,
+        .flags = c->flags,
+        .start_us = (int64_t)s,
+        .duration = duration < 0 ? 0 : duration,
+        .tags = self->tags,
+        .logs = self->logs,
+        .references = has_refs ? self->references : NULL,
+    };
+    return report_api->report(report, &parts);
+}
+
 static PyObject *finish(SpanCore *self, PyObject *finish_time) {
     if (self->finished)
         return PyObject_CallMethodNoArgs((PyObject *)self, s_warn_twice);
@@ -344,12 +380,17 @@ static PyObject *finish(SpanCore *self, PyObject *finish_time) {
             return NULL;
         Py_RETURN_NONE;
     }
-    PyObject *record = make_record(self, end);
+    PyObject *report = TRACER_ATTR(tracer, report, s_report), *r = NULL;
+    int rc = report ? report_parts(self, report, end) : -1;
+    if (rc == REPORT_NEEDS_RECORD) {
+        PyObject *record = make_record(self, end);
+        r = record ? PyObject_CallOneArg(report, record) : NULL;
+        Py_XDECREF(record);
+    } else if (rc == REPORT_DONE) {
+        r = Py_NewRef(Py_None);
+    }
     Py_DECREF(end);
-    PyObject *report = record ? TRACER_ATTR(tracer, report, s_report) : NULL;
-    PyObject *r = report ? PyObject_CallOneArg(report, record) : NULL;
     Py_XDECREF(report);
-    Py_XDECREF(record);
     if (r == NULL && swallow(tracer, "report_span") < 0)
         return NULL;
     Py_XDECREF(r);
@@ -425,6 +466,16 @@ static PyGetSetDef span_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+static int span_setattro(PyObject *self, PyObject *name, PyObject *value) {
+    return note_setattr(self, name, value, s_finish, &((SpanCore *)self)->finish_set);
+}
+
+static int is_our_finish(PyObject *attr) {
+    return Py_IS_TYPE(attr, &PyMethodDescr_Type) &&
+           ((PyMethodDescrObject *)attr)->d_method->ml_meth ==
+               (PyCFunction)(void (*)(void))span_finish;
+}
+
 static PyTypeObject SpanCore_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "opentracing_sls._cspan.SpanCore",
     .tp_basicsize = sizeof(SpanCore),
@@ -438,6 +489,7 @@ static PyTypeObject SpanCore_Type = {
     .tp_methods = span_methods,
     .tp_members = span_members,
     .tp_getset = span_getset,
+    .tp_setattro = span_setattro,
 };
 
 #endif

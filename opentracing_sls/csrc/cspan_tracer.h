@@ -14,7 +14,7 @@ static PyTypeObject *span_cls = NULL;    /* span.Span */
 
 static PyObject *tracer_start_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames);
-static PyObject *s_start_span_public, *s_scope_manager, *s_active, *s_activate, *s_start_span, *s_sampler,
+static PyObject *s_start_span_public, *s_scope_manager, *s_active, *s_start_span, *s_sampler,
     *s_is_sampled, *s_gen128, *s_started_sampled, *s_started_unsampled,
     *s_traces_sampled, *s_traces_unsampled, *s_context, *s_span, *s_empty, *s_one;
 
@@ -117,41 +117,19 @@ static PyObject *root_context(PyObject *tracer, PyObject *name, PyObject **sampl
     return context;
 }
 
-/* Whether type.<name> is still the descriptor `is_ours` recognises. The answer is cached
- * for one type and trusted while the type's version tag is unchanged: CPython gives a type a
- * new tag (or none) whenever it or a base is modified, as by monkeypatching the class. */
-typedef struct {
-    PyTypeObject *type;
-    unsigned int version;
-    int ours;
-} TypeAttrCache;
-
-static int type_attr_is(TypeAttrCache *cache, PyTypeObject *type, PyObject *name,
-                        int (*is_ours)(PyObject *)) {
-    if (cache->type == type && cache->version != 0 &&
-        (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag == cache->version)
-        return cache->ours;
-    PyObject *attr = PyObject_GetAttr((PyObject *)type, name);
-    if (attr == NULL) {
-        PyErr_Clear(); /* the caller's generic path reports it */
-        return 0;
-    }
-    int ours = is_ours(attr);
-    Py_DECREF(attr);
-    Py_INCREF(type); /* held, so its address cannot be reused by another type */
-    Py_XSETREF(cache->type, type);
-    cache->version = (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
-    cache->ours = ours;
-    return ours;
-}
-
 static int is_manager_active(PyObject *attr) {
     return Py_IS_TYPE(attr, &PyGetSetDescr_Type) &&
            ((PyGetSetDescrObject *)attr)->d_getset->get == (getter)manager_active;
 }
 
+static int is_our_activate(PyObject *attr) {
+    return Py_IS_TYPE(attr, &PyMethodDescr_Type) &&
+           ((PyMethodDescrObject *)attr)->d_method->ml_meth ==
+               (PyCFunction)(void (*)(void))manager_activate;
+}
+
 static PyTypeObject *manager_seen = NULL;
-static TypeAttrCache active_cache = {NULL, 0, 0};
+static TypeAttrCache active_cache = {NULL, 0, 0}, activate_cache = {NULL, 0, 0};
 
 /* The parent context a span with no child_of gets: the active span's, or None. New ref. */
 static PyObject *active_parent(PyObject *tracer) {
@@ -334,8 +312,13 @@ activate:
     PyObject *scope = NULL;
     if (manager != NULL) {
         PyObject *call[3] = {manager, span, a[6] ? a[6] : Py_True};
-        scope = PyObject_VectorcallMethod(s_activate, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                          NULL);
+        if (is_core(manager, &VarManagerCore_Type, &manager_seen) &&
+            !((VarManagerCore *)manager)->activate_set &&
+            type_attr_is(&activate_cache, Py_TYPE(manager), s_activate, is_our_activate))
+            scope = manager_activate((VarManagerCore *)manager, call + 1, 2, NULL);
+        else
+            scope = PyObject_VectorcallMethod(s_activate, call,
+                                              3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         Py_DECREF(manager);
     }
     Py_DECREF(span);
@@ -472,9 +455,8 @@ static PyGetSetDef tracer_getset[] = {
 
 /* Notes an instance-level start_span (start_active_span must then call it). */
 static int tracer_setattro(PyObject *self, PyObject *name, PyObject *value) {
-    if (PyUnicode_Check(name) && PyUnicode_Compare(name, s_start_span_public) == 0)
-        ((TracerCore *)self)->start_span_set = 1;
-    return PyObject_GenericSetAttr(self, name, value);
+    return note_setattr(self, name, value, s_start_span_public,
+                        &((TracerCore *)self)->start_span_set);
 }
 
 static PyTypeObject TracerCore_Type = {
