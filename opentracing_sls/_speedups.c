@@ -616,9 +616,35 @@ static PyObject *encoding_failed(ReportSpan *self) {
     return r;
 }
 
+/* collections.deque and its append (METH_O), called without a method lookup: the
+ * reporter's queue is a deque unless a test or a subclass put something else there. */
+static PyTypeObject *deque_type = NULL;
+static PyCFunction deque_append = NULL;
+
+static int find_deque_append(void) {
+    PyObject *collections = PyImport_ImportModule("collections");
+    PyObject *type = collections ? PyObject_GetAttrString(collections, "deque") : NULL;
+    PyObject *append = type ? PyObject_GetAttrString(type, "append") : NULL;
+    Py_XDECREF(collections);
+    if (append == NULL) {
+        Py_XDECREF(type);
+        return -1;
+    }
+    if (PyType_Check(type) && Py_IS_TYPE(append, &PyMethodDescr_Type) &&
+        ((PyMethodDescrObject *)append)->d_method->ml_flags == METH_O) {
+        deque_type = (PyTypeObject *)type; /* kept for the life of the process */
+        deque_append = ((PyMethodDescrObject *)append)->d_method->ml_meth;
+    } else {
+        Py_DECREF(type);
+    }
+    Py_DECREF(append);
+    return 0;
+}
+
 /* Appends the encoded span and wakes the worker once the batch is full. */
 static PyObject *enqueue(ReportSpan *self, PyObject *queue, PyObject *data) {
-    PyObject *r = PyObject_CallMethodOneArg(queue, s_append, data);
+    PyObject *r = Py_IS_TYPE(queue, deque_type) ? deque_append(queue, data)
+                                                : PyObject_CallMethodOneArg(queue, s_append, data);
     if (r == NULL) {
         return NULL;
     }
@@ -816,7 +842,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         intern(&s_wake_pending, "_wake_pending") < 0 || intern(&s_append, "append") < 0 ||
         intern(&s_wake_worker, "_wake_worker") < 0 ||
         intern(&s_report_slow, "_report_slow") < 0 ||
-        intern(&s_encode_failed, "_encode_failed") < 0 || PyType_Ready(&ReportSpan_Type) < 0)
+        intern(&s_encode_failed, "_encode_failed") < 0 || find_deque_append() < 0 ||
+        PyType_Ready(&ReportSpan_Type) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
