@@ -649,7 +649,10 @@ def test_caches_stay_bounded_and_correct():
                                 [encoder.encode_span(r) for r in records[:40]], 0, (0, 0, 0))
     spans = C(data, False)[0]
     kinds = [t for s in spans for t in s.tags if t.key == "kind"]
-    assert len({id(t) for t in kinds}) == 2
+    # Not exactly 2: the value cache is direct-mapped and hashes the key object's address,
+    # so another tag of the batch can evict "a" or "b" now and then, depending on memory
+    # layout. Sharing still shows as far fewer Tag objects than tags.
+    assert len(kinds) == 40 and len({id(t) for t in kinds}) <= 6
     urls = [t for s in spans for t in s.tags if t.key == "url"]
     assert len({id(t) for t in urls}) == len(urls)
     ccompact.clear_caches()
@@ -673,9 +676,11 @@ def _leak_check(calls: Callable[[], None], rounds: int, decodes: int) -> None:
     for _ in range(max(1, rounds // 10)):  # warm-up: caches, free lists, interned objects
         calls()
     total = getattr(sys, "gettotalrefcount", lambda: 0)
+    # Collect first: garbage left by earlier tests (cycles holding True, None ...) freed by
+    # the collection inside _allocated() would otherwise show as a drop in these counts.
+    before = _allocated()
     refs = total()
     shared = [sys.getrefcount(x) for x in SHARED]
-    before = _allocated()
     for _ in range(rounds):
         calls()
     bound = decodes // 200
