@@ -122,15 +122,6 @@ static int high64(PyObject *v, uint64_t *out) {
         *out = small < 0 ? (uint64_t)-1 : 0; /* arithmetic shift of an i64 */
         return 0;
     }
-    if (overflow > 0) {
-        /* half of all random 64-bit ids are above 2^63: no shift needed below 2^64 */
-        unsigned long long u = PyLong_AsUnsignedLongLong(v);
-        if (u != (unsigned long long)-1 || !PyErr_Occurred()) {
-            *out = 0;
-            return 0;
-        }
-        PyErr_Clear();
-    }
     PyObject *shift = PyLong_FromLong(64);
     if (shift == NULL) {
         return FAILED;
@@ -143,6 +134,21 @@ static int high64(PyObject *v, uint64_t *out) {
     int rc = low64(hi, out);
     Py_DECREF(hi);
     return rc;
+}
+
+/* Both halves of a trace id; one call for the common non-negative id below 2^64. */
+static int trace_halves(PyObject *v, uint64_t *low, uint64_t *high) {
+    if (PyLong_CheckExact(v)) {
+        unsigned long long u = PyLong_AsUnsignedLongLong(v);
+        if (u != (unsigned long long)-1 || !PyErr_Occurred()) {
+            *low = u;
+            *high = 0;
+            return 0;
+        }
+        PyErr_Clear(); /* negative or wider: the general rules */
+    }
+    int rc = low64(v, low);
+    return rc ? rc : high64(v, high);
 }
 
 static int put_string(Buf *b, PyObject *s) {
@@ -289,8 +295,7 @@ static int put_refs(Buf *b, PyObject *refs) {
         uint64_t kind, low, high, span;
         int rc;
         if ((rc = low64(PyTuple_GET_ITEM(ref, 0), &kind)) ||
-            (rc = low64(PyTuple_GET_ITEM(ref, 1), &low)) ||
-            (rc = high64(PyTuple_GET_ITEM(ref, 1), &high)) ||
+            (rc = trace_halves(PyTuple_GET_ITEM(ref, 1), &low, &high)) ||
             (rc = low64(PyTuple_GET_ITEM(ref, 2), &span))) {
             return rc;
         }
@@ -344,21 +349,6 @@ static int put_logs(Buf *b, PyObject *logs, int after_tags) {
         put_byte(b, 0x00);
     }
     return 0;
-}
-
-/* Both halves of a trace id; one call for the common non-negative id below 2^64. */
-static int trace_halves(PyObject *v, uint64_t *low, uint64_t *high) {
-    if (PyLong_CheckExact(v)) {
-        unsigned long long u = PyLong_AsUnsignedLongLong(v);
-        if (u != (unsigned long long)-1 || !PyErr_Occurred()) {
-            *low = u;
-            *high = 0;
-            return 0;
-        }
-        PyErr_Clear(); /* negative or wider: the general rules */
-    }
-    int rc = low64(v, low);
-    return rc ? rc : high64(v, high);
 }
 
 static int put_parts(Buf *b, const SpanParts *p) {

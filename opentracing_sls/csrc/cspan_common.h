@@ -115,17 +115,31 @@ static inline int is_core(PyObject *o, PyTypeObject *core, PyTypeObject **seen) 
     return 1;
 }
 
-/* Whether type.<name> is still the descriptor `is_ours` recognises. The answer is cached
- * for one type and trusted while the type's version tag is unchanged: CPython gives a type a
- * new tag (or none) whenever it or a base is modified, as by monkeypatching the class. */
+/* The C function behind a method or getter descriptor, cast the one way the compiler allows
+ * between function types. */
+typedef void (*CFunc)(void);
+#define C_FUNC(f) ((CFunc)(f))
+
+/* Whether type.<name> is still the C method or getter implemented by `fn`. The answer is
+ * cached for one type and trusted while the type's version tag is unchanged: CPython gives a
+ * type a new tag (or none) whenever it or a base is modified, as by monkeypatching the
+ * class. */
 typedef struct {
+    CFunc fn;
     PyTypeObject *type;
     unsigned int version;
     int ours;
 } TypeAttrCache;
 
-static int type_attr_is(TypeAttrCache *cache, PyTypeObject *type, PyObject *name,
-                        int (*is_ours)(PyObject *)) {
+static int is_c_descriptor(PyObject *attr, CFunc fn) {
+    if (Py_IS_TYPE(attr, &PyMethodDescr_Type))
+        return C_FUNC(((PyMethodDescrObject *)attr)->d_method->ml_meth) == fn;
+    if (Py_IS_TYPE(attr, &PyGetSetDescr_Type))
+        return C_FUNC(((PyGetSetDescrObject *)attr)->d_getset->get) == fn;
+    return 0;
+}
+
+static int type_attr_is(TypeAttrCache *cache, PyTypeObject *type, PyObject *name) {
     if (cache->type == type && cache->version != 0 &&
         (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag == cache->version)
         return cache->ours;
@@ -134,7 +148,7 @@ static int type_attr_is(TypeAttrCache *cache, PyTypeObject *type, PyObject *name
         PyErr_Clear(); /* the caller's generic path reports it */
         return 0;
     }
-    int ours = is_ours(attr);
+    int ours = is_c_descriptor(attr, cache->fn);
     Py_DECREF(attr);
     Py_INCREF(type); /* held, so its address cannot be reused by another type */
     Py_XSETREF(cache->type, type);
@@ -217,7 +231,6 @@ static int count_at(PyObject *tracer, size_t offset, size_t it_offset, PyObject 
 #define COUNT(tracer, field, name) \
     count_at((tracer), offsetof(TracerCore, field), offsetof(TracerCore, field##_it), (name))
 
-/* `now` as time.time() gives it. */
 /* Seconds since the epoch as time.time() computes them (CLOCK_REALTIME in ns, then the
  * same conversion to double), without the call through the builtin. */
 static PyObject *system_clock(void) {

@@ -67,10 +67,10 @@ static int scope_init(ScopeCore *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
+static TypeAttrCache finish_cache = {C_FUNC(span_finish)};
+
 /* Only the active scope can be closed (OpenTracing 2.x): closing out of order must neither
  * clobber the scope activated after this one nor finish this span early. */
-static TypeAttrCache finish_cache = {NULL, 0, 0};
-
 static PyObject *scope_close(ScopeCore *self, PyObject *Py_UNUSED(ignored)) {
     if (self->closed)
         Py_RETURN_NONE;
@@ -96,7 +96,7 @@ static PyObject *scope_close(ScopeCore *self, PyObject *Py_UNUSED(ignored)) {
         Py_RETURN_NONE;
     PyObject *span = Py_NewRef(self->span);
     if (IS_SPAN(span) && !((SpanCore *)span)->finish_set &&
-        type_attr_is(&finish_cache, Py_TYPE(span), s_finish, is_our_finish))
+        type_attr_is(&finish_cache, Py_TYPE(span), s_finish))
         r = finish((SpanCore *)span, Py_None);
     else
         r = PyObject_CallMethodNoArgs(span, s_finish);

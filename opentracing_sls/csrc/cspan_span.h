@@ -470,12 +470,6 @@ static int span_setattro(PyObject *self, PyObject *name, PyObject *value) {
     return note_setattr(self, name, value, s_finish, &((SpanCore *)self)->finish_set);
 }
 
-static int is_our_finish(PyObject *attr) {
-    return Py_IS_TYPE(attr, &PyMethodDescr_Type) &&
-           ((PyMethodDescrObject *)attr)->d_method->ml_meth ==
-               (PyCFunction)(void (*)(void))span_finish;
-}
-
 static PyTypeObject SpanCore_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "opentracing_sls._cspan.SpanCore",
     .tp_basicsize = sizeof(SpanCore),

@@ -117,26 +117,16 @@ static PyObject *root_context(PyObject *tracer, PyObject *name, PyObject **sampl
     return context;
 }
 
-static int is_manager_active(PyObject *attr) {
-    return Py_IS_TYPE(attr, &PyGetSetDescr_Type) &&
-           ((PyGetSetDescrObject *)attr)->d_getset->get == (getter)manager_active;
-}
-
-static int is_our_activate(PyObject *attr) {
-    return Py_IS_TYPE(attr, &PyMethodDescr_Type) &&
-           ((PyMethodDescrObject *)attr)->d_method->ml_meth ==
-               (PyCFunction)(void (*)(void))manager_activate;
-}
-
 static PyTypeObject *manager_seen = NULL;
-static TypeAttrCache active_cache = {NULL, 0, 0}, activate_cache = {NULL, 0, 0};
+static TypeAttrCache active_cache = {C_FUNC(manager_active)},
+                     activate_cache = {C_FUNC(manager_activate)};
 
 /* The parent context a span with no child_of gets: the active span's, or None. New ref. */
 static PyObject *active_parent(PyObject *tracer) {
     PyObject *manager = TRACER_ATTR(tracer, scope_manager, s_scope_manager);
     PyObject *scope = NULL;
     if (manager != NULL && is_core(manager, &VarManagerCore_Type, &manager_seen) &&
-        type_attr_is(&active_cache, Py_TYPE(manager), s_active, is_manager_active))
+        type_attr_is(&active_cache, Py_TYPE(manager), s_active))
         scope = manager_active((VarManagerCore *)manager, NULL);
     else if (manager != NULL)
         scope = PyObject_GetAttr(manager, s_active);
@@ -183,8 +173,7 @@ static int apply_tags(SpanCore *span, PyObject *tags, int sampled) {
     return 0;
 }
 
-static int is_our_start_span(PyObject *attr);
-static TypeAttrCache start_span_cache = {NULL, 0, 0};
+static TypeAttrCache start_span_cache = {C_FUNC(tracer_start_span)};
 
 /* start_span / start_active_span: the common shapes here, the rest in Python. */
 static PyObject *tracer_start(PyObject *self, PyObject *const *argv, Py_ssize_t nargs,
@@ -202,8 +191,7 @@ static PyObject *tracer_start(PyObject *self, PyObject *const *argv, Py_ssize_t 
     /* start_active_span goes through start_span, which a subclass or the instance may have
      * replaced (jaeger-client's does the same); known not to be, it is not looked up */
     if (activate && !(IS_TRACER(self) && !((TracerCore *)self)->start_span_set &&
-                      type_attr_is(&start_span_cache, Py_TYPE(self), s_start_span_public,
-                                   is_our_start_span))) {
+                      type_attr_is(&start_span_cache, Py_TYPE(self), s_start_span_public))) {
         PyObject *method = PyObject_GetAttr(self, s_start_span_public);
         if (method == NULL)
             return NULL;
@@ -314,7 +302,7 @@ activate:
         PyObject *call[3] = {manager, span, a[6] ? a[6] : Py_True};
         if (is_core(manager, &VarManagerCore_Type, &manager_seen) &&
             !((VarManagerCore *)manager)->activate_set &&
-            type_attr_is(&activate_cache, Py_TYPE(manager), s_activate, is_our_activate))
+            type_attr_is(&activate_cache, Py_TYPE(manager), s_activate))
             scope = manager_activate((VarManagerCore *)manager, call + 1, 2, NULL);
         else
             scope = PyObject_VectorcallMethod(s_activate, call,
@@ -333,12 +321,6 @@ static PyObject *tracer_start_span(PyObject *self, PyObject *const *args, Py_ssi
 static PyObject *tracer_start_active_span(PyObject *self, PyObject *const *args,
                                           Py_ssize_t nargs, PyObject *kwnames) {
     return tracer_start(self, args, nargs, kwnames, 1);
-}
-
-static int is_our_start_span(PyObject *attr) {
-    return Py_IS_TYPE(attr, &PyMethodDescr_Type) &&
-           ((PyMethodDescrObject *)attr)->d_method->ml_meth ==
-               (PyCFunction)(void (*)(void))tracer_start_span;
 }
 
 static PyMethodDef tracer_methods[] = {
