@@ -121,7 +121,10 @@ def test_tracer_to_sls_every_span_in_the_reference_layout(sls_server, sls_shim):
             assert row["tags.db.statement"] == "SELECT %d" % records[
                 row["parentSpanID"]].tags["order.items"]
     assert seen == set(records), "every span, once"
-    assert sample(shim, "sls_logs_written_total", path="direct") == 600
+    # The sink counts a write when SLS's answer reaches it, a moment after the server
+    # stored the logs the loop above waited for.
+    assert wait_for(lambda: sample(shim, "sls_logs_written_total", path="direct") == 600), \
+        sample(shim, "sls_logs_written_total", path="direct")
 
 
 def test_auto_create_from_an_empty_server_then_idempotent(sls_server, sls_shim, caplog):
