@@ -14,7 +14,11 @@ setup(
                   depends=["opentracing_sls/csrc/compat.h", "opentracing_sls/csrc/report_api.h"]),
         Extension("opentracing_sls._cspan", ["opentracing_sls/_cspan.c"], optional=True,
                   depends=sorted(glob.glob("opentracing_sls/csrc/*.h"))),
+        Extension("opentracing_sls._cprop", ["opentracing_sls/_cprop.c"], optional=True,
+                  depends=["opentracing_sls/csrc/compat.h"]),
         Extension("opentracing_sls.shim._ccompact", ["shim/_ccompact.c"], optional=True),
         Extension("opentracing_sls.shim._cstore", ["shim/_cstore.c"], optional=True),
+        Extension("opentracing_sls.integrations._cglue", ["integrations/_cglue.c"],
+                  optional=True, depends=["opentracing_sls/csrc/compat.h"]),
     ],
 )

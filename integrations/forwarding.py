@@ -20,6 +20,8 @@ import contextvars
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
+from opentracing_sls import _accel
+
 #: The built-in list, lower case: BookInfo's ``getForwardHeaders`` plus the Istio FAQ list.
 ISTIO_HEADERS: Tuple[str, ...] = (
     "x-request-id",
@@ -38,6 +40,10 @@ ISTIO_HEADERS: Tuple[str, ...] = (
 _B3_MULTI = ("x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags")
 TRACE_CONTEXT_HEADERS = frozenset(_B3_MULTI + ("b3", "traceparent"))
 _TRACE_CONTEXT_NAMES = _B3_MULTI + ("b3", "traceparent")
+
+_cglue = _accel.load("integrations._cglue")
+_capture = None if _cglue is None else _cglue.capture
+_apply_store = None if _cglue is None else _cglue.apply_store
 
 #: The headers captured from the request being handled (name -> value), if any.
 FORWARDED: contextvars.ContextVar[Optional[Dict[str, str]]] = contextvars.ContextVar(
@@ -71,6 +77,8 @@ class ForwardList:
 
     def capture(self, environ: Mapping[str, Any]) -> Optional[Dict[str, str]]:
         """The listed headers present in ``environ``, by lower-case name; None if none are."""
+        if _capture is not None and not self._prefixes and type(environ) is dict:
+            return _capture(self._key_names, environ)  # type: ignore[no-any-return]
         found: Optional[Dict[str, str]] = None
         # A set intersection in C instead of a lookup per listed header.
         present = self._key_names.keys() & environ.keys()
@@ -123,6 +131,11 @@ def apply(outgoing: Any, injected: Mapping[str, str],
     # requests' CaseInsensitiveDict keeps ``lower-case name -> (name, value)`` in ``_store``;
     # writing there directly saves a Python-level __setitem__ per header and the KeyError
     # that its membership test raises for every absent name (several us per request).
+    if _apply_store is not None and type(injected) is dict and (
+            forwarded is None or type(forwarded) is dict):
+        if _apply_store(store, injected, forwarded, _TRACE_CONTEXT_NAMES):
+            _rewrite_stale(store, injected)
+        return
     if forwarded:
         for name, value in forwarded.items():
             if name not in injected and name not in store:
@@ -137,6 +150,12 @@ def apply(outgoing: Any, injected: Mapping[str, str],
         store[name] = (name, value)
     if not maybe_stale or TRACE_CONTEXT_HEADERS.isdisjoint(injected):
         return  # nothing stale, or the tracer speaks neither B3 nor W3C: copies stay verbatim
+    _rewrite_stale(store, injected)
+
+
+def _rewrite_stale(store: Any, injected: Mapping[str, str]) -> None:
+    """Makes the trace-context headers in ``store`` that the tracer did not write agree
+    with the ones it did (or removes them)."""
     derived = None
     for name in _TRACE_CONTEXT_NAMES:
         if name in store and name not in injected:

@@ -28,6 +28,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import wrapt
 
+from opentracing_sls import _accel
+
 logger = logging.getLogger("opentracing_sls.integrations")
 
 #: ``handler(call, instance, *args, **kwargs)``: the traced method; ``call(instance, *args,
@@ -128,6 +130,7 @@ class Instrumentor:
 _FunctionWrapper = wrapt.FunctionWrapper
 _MethodType = types.MethodType
 _partial = functools.partial
+_cglue = _accel.load("integrations._cglue")
 
 
 def method_proxy(original: Any, handler: Handler) -> wrapt.FunctionWrapper:
@@ -143,6 +146,16 @@ def method_proxy(original: Any, handler: Handler) -> wrapt.FunctionWrapper:
     wrapper = _wrapt_wrapper(handler)
     if type(original) is not types.FunctionType:
         return _FunctionWrapper(original, wrapper)
+    if _cglue is not None:
+        # The same in C: one callable instead of partial over a bound method, and a
+        # __get__ that enters no Python frame (about 1.5 k instructions per call less).
+        if type(handler) is _MethodType:
+            method = _cglue.Handler(handler.__func__, handler.__self__, original)
+        else:
+            method = _cglue.Handler(handler, None, original)
+        functools.update_wrapper(method, original)
+        getter = _cglue.Getter(method, _FunctionWrapper.__get__)
+        return type("MethodProxy", (_FunctionWrapper,), {"__get__": getter})(original, wrapper)
     # Named and documented like the original (and unwrapping to it, for inspect.signature),
     # as wrapt's bound form would be.
     method = functools.update_wrapper(_partial(handler, original), original)

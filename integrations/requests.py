@@ -29,7 +29,8 @@ _ERRORS = "integrations.requests.errors"
 _HOOK_ERRORS = "integrations.requests.hook_errors"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HTTP_HEADERS = Format.HTTP_HEADERS
-_global_tracer = opentracing.global_tracer
+# opentracing.global_tracer() returns this module attribute; reading it saves the call.
+_opentracing = opentracing
 _apply = forwarding.apply
 _forwarded = forwarding.current
 
@@ -90,7 +91,7 @@ class RequestsInstrumentor(Instrumentor):
                 for pattern in self.excluded:
                     if pattern.search(url):
                         return None
-            tracer = self.tracer or _global_tracer()
+            tracer = self.tracer or _opentracing.tracer
             method = request.method or "GET"
             if active_child_unsampled(tracer):
                 scope = tracer.start_active_span(method)

@@ -48,3 +48,19 @@ def cspan() -> Optional[ModuleType]:
                          on_error=opentracing.Span._on_error, time=time.time,
                          report_api=getattr(speedups, "_report_api", None))
     return module
+
+
+@functools.cache
+def cprop() -> Optional[ModuleType]:
+    """The C fast path of text propagation (``_cprop``), handed the classes it reads and
+    builds; or None."""
+    module = load("_cprop")
+    if module is not None:
+        from .propagation.b3 import B3Codec
+        from .propagation.jaeger import JaegerCodec
+        from .propagation.w3c import W3CCodec
+        from .span_context import SpanContext
+
+        module.configure(context_type=SpanContext, b3_type=B3Codec, w3c_type=W3CCodec,
+                         jaeger_type=JaegerCodec)
+    return module

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, FrozenSet, List, Optional, Sequence, Tuple, Union
 
+from .._accel import cprop
 from ..span_context import SpanContext
 from .b3 import B3Codec
 from .b3 import extract_dict as b3_extract_dict
@@ -18,6 +19,11 @@ PROPAGATION_NAMES: Tuple[str, ...] = ("b3", "b3single", "w3c", "jaeger")
 #: B3 first: inside Istio the sidecar's B3 headers are the ones that join the mesh's trace.
 DEFAULT_PROPAGATION: Tuple[str, ...] = ("b3", "w3c", "jaeger")
 
+# The C fast path (_cprop.c) of extract() and inject() for the common carriers; it answers
+# NOT_HANDLED for the rest, which the Python code below takes.
+_cprop = cprop()
+_NOT_HANDLED = _cprop.NOT_HANDLED if _cprop is not None else object()
+
 
 class CompositeCodec(TextCodec):
     """Injects with every codec; extracts with the first that finds ids, plus the others' extras.
@@ -29,7 +35,8 @@ class CompositeCodec(TextCodec):
     chosen context lacks and a ``tracestate`` read next to the same trace id.
     """
 
-    __slots__ = ("codecs", "_plan", "_planned", "_sole", "_writers", "_distinct_writers")
+    __slots__ = ("codecs", "_plan", "_planned", "_sole", "_writers", "_distinct_writers",
+                 "_cextract", "_cinject")
 
     def __init__(self, codecs: Sequence[TextCodec]) -> None:
         if not codecs:
@@ -75,7 +82,48 @@ class CompositeCodec(TextCodec):
         # once, removing a header from a carrier that was empty is a no-op worth skipping.
         self._distinct_writers = len({type(codec) for codec in self.codecs}) == len(self.codecs)
 
+        self._make_c_hooks()
+
+    def _make_c_hooks(self) -> None:
+        """The C twins of the paths above, where they know every header the codecs read
+        (extract) or write (inject); None otherwise."""
+        self._cextract: Any = None
+        self._cinject: Any = None
+        if _cprop is None:
+            return
+        if self._plan is not None:
+            try:
+                self._cextract = _cprop.Extractor(
+                    self._sole[1] if self._sole is not None else (), self._plan.names,
+                    self._plan.prefixes).extract
+            except ValueError:  # a header of a codec of ours that C does not read
+                pass
+        if self._writers is not None and self._distinct_writers:
+            self._cinject = _cprop.Injector(self.codecs).inject
+
+    def __getstate__(self) -> Any:
+        """The slots but the C hooks, which belong to this process: a pickled composite
+        makes its own where it is loaded (:meth:`__setstate__`)."""
+        slots = {}
+        for klass in type(self).__mro__:
+            names = klass.__dict__.get("__slots__", ())
+            for name in (names,) if isinstance(names, str) else names:
+                if name not in _C_HOOKS and hasattr(self, name):
+                    slots[name] = getattr(self, name)
+        return None, slots
+
+    def __setstate__(self, state: Any) -> None:
+        for name, value in state[1].items():
+            setattr(self, name, value)
+        self._make_c_hooks()
+
     def inject(self, span_context: SpanContext, carrier: Any) -> None:
+        fast = self._cinject
+        if fast is None or fast(span_context, carrier) is not None:
+            self._inject_python(span_context, carrier)
+
+    def _inject_python(self, span_context: SpanContext, carrier: Any) -> None:
+        """:meth:`inject` without the C path (what it does when that declines)."""
         writers = self._writers
         if writers is not None and type(carrier) is dict:
             trace_id = span_context.trace_id
@@ -93,6 +141,15 @@ class CompositeCodec(TextCodec):
             codec.inject(span_context, carrier)
 
     def extract(self, carrier: Any) -> Optional[SpanContext]:
+        fast = self._cextract
+        if fast is not None:
+            context = fast(carrier)
+            if context is not _NOT_HANDLED:
+                return context  # type: ignore[no-any-return]
+        return self._extract_python(carrier)
+
+    def _extract_python(self, carrier: Any) -> Optional[SpanContext]:
+        """:meth:`extract` without the C path (what it does when that declines)."""
         plan = self._plan
         if plan is None:
             return self.extract_from(HeaderReader(carrier))
@@ -169,6 +226,7 @@ def _merge(primary: SpanContext, found: List[SpanContext]) -> SpanContext:
 
 
 _ID_WRITERS = frozenset((B3Codec, W3CCodec, JaegerCodec))
+_C_HOOKS = ("_cextract", "_cinject")
 
 
 def _declared_reads(codec: TextCodec) -> Optional[Tuple[Tuple[str, ...], Tuple[str, ...]]]:
