@@ -104,7 +104,6 @@ static PyMemberDef handler_members[] = {
     {"func", T_OBJECT, offsetof(Handler, func), READONLY, NULL},
     {"owner", T_OBJECT, offsetof(Handler, owner), READONLY, NULL},
     {"original", T_OBJECT, offsetof(Handler, original), READONLY, NULL},
-    {"__dictoffset__", T_PYSSIZET, offsetof(Handler, dict), READONLY, NULL},
     {NULL},
 };
 

@@ -23,8 +23,7 @@ from .constants import (
     SAMPLED_FLAG,
 )
 from .metrics import Metrics
-from .propagation import DEFAULT_PROPAGATION, BinaryCodec, Codec, CompositeCodec, build_text_codec
-from .propagation.composite import _NOT_HANDLED
+from .propagation import DEFAULT_PROPAGATION, BinaryCodec, Codec, build_text_codec
 from .record import CHILD_OF, FOLLOWS_FROM, ReferenceRecord
 from .reporting import BaseReporter
 from .sampling import Sampler
@@ -323,27 +322,11 @@ class Tracer(_TracerCore, opentracing.Tracer):
                 span_context = span_context.context
             if not isinstance(span_context, SpanContext):
                 return
-        if type(codec) is CompositeCodec:
-            # CompositeCodec.inject inlined (a call less on every request): its C path, then
-            # its Python one for what C declines.
-            fast = codec._cinject
-            if fast is None or fast(span_context, carrier) is not None:
-                codec._inject_python(span_context, carrier)
-            return
         codec.inject(span_context, carrier)
 
     def extract(self, format: str, carrier: Any) -> Optional[SpanContext]:
         """The context in ``carrier``, or None when it holds none or only malformed data."""
         codec = self.codecs.get(format)
-        if type(codec) is CompositeCodec:
-            # CompositeCodec.extract inlined (a call less on every request): its C path, then
-            # its Python one for what C declines.
-            fast = codec._cextract
-            if fast is not None:
-                context = fast(carrier)
-                if context is not _NOT_HANDLED:
-                    return context  # type: ignore[no-any-return]
-            return codec._extract_python(carrier)
         if codec is None:
             raise UnsupportedFormatException(format)
         return codec.extract(carrier)
