@@ -314,7 +314,9 @@ def test_no_reference_leak() -> None:
         tracer.reporter.clear()
         gc.collect()
         counts.append(len(gc.get_objects()))
-    assert counts[2] <= counts[0]
+    # A leak of even one object per span would show as thousands; a handful is other
+    # threads of the test session (a lingering reporter worker) allocating meanwhile.
+    assert counts[2] <= counts[0] + 10
 
 
 def test_tags_set_while_another_thread_finishes_never_land_after_finish() -> None:
