@@ -20,5 +20,7 @@ setup(
         Extension("opentracing_sls.shim._cstore", ["shim/_cstore.c"], optional=True),
         Extension("opentracing_sls.integrations._cglue", ["integrations/_cglue.c"],
                   optional=True, depends=["opentracing_sls/csrc/compat.h"]),
+        Extension("opentracing_sls.integrations._csend", ["integrations/_csend.c"],
+                  optional=True, depends=["opentracing_sls/csrc/compat.h"]),
     ],
 )

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from typing import Dict
+from typing import Any, Dict
 
 logger = logging.getLogger("opentracing_sls.integrations")
 
@@ -54,11 +54,11 @@ def reset_for_tests() -> None:
         _unlogged.clear()
 
 
-def internal_error(counter: str, what: str, exc_info: bool = True) -> None:
+def internal_error(counter: str, what: str, exc_info: Any = True) -> None:
     """Counts an error caught in our code and logs it, rate-limited per ``counter``.
 
-    Call it from an ``except`` block: the traceback is logged with the message. It never
-    raises, whatever the logging configuration does.
+    Call it from an ``except`` block: the traceback is logged with the message (or pass
+    the exception as ``exc_info``). It never raises, whatever the logging configuration does.
     """
     try:
         count(counter)

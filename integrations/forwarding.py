@@ -170,27 +170,29 @@ def _rewrite_stale(store: Any, injected: Mapping[str, str]) -> None:
 
 def _apply_generic(outgoing: Any, injected: Mapping[str, str],
                    forwarded: Optional[Mapping[str, str]]) -> None:
-    present = {name.lower() for name in outgoing}
+    # lower-case name -> the key as the mapping has it (it may be case-sensitive).
+    present: Dict[str, Any] = {}
+    for key in outgoing:
+        present.setdefault(key.lower(), key)
     if forwarded:
         for name, value in forwarded.items():
             if name not in injected and name not in present:
                 outgoing[name] = value
-                present.add(name)
+                present[name] = name
     if not injected:
         return
     for name, value in injected.items():
         outgoing[name] = value
-    stale = [name for name in present
+    stale = [(name, key) for name, key in present.items()
              if name in TRACE_CONTEXT_HEADERS and name not in injected]
     if not stale or TRACE_CONTEXT_HEADERS.isdisjoint(injected):
         # Nothing stale, or the tracer speaks neither B3 nor W3C: copies stay verbatim.
         return
     derived = _derive(injected)
-    for name in stale:
+    for name, key in stale:
         value = derived.get(name)
-        if value is None:
-            del outgoing[name]
-        else:
+        del outgoing[key]
+        if value is not None:
             outgoing[name] = value
 
 

@@ -60,6 +60,9 @@ class Instrumentor:
     def configure(self, **options: Any) -> None:
         """Validates and stores options; raises ValueError before anything is patched."""
 
+    def _state_changed(self) -> None:
+        """Called after :attr:`active` changed (a handler may keep a C path in step)."""
+
     # -- public ---------------------------------------------------------------------------
 
     def instrument(self, **options: Any) -> bool:
@@ -89,6 +92,7 @@ class Instrumentor:
             was = self._wanted or self.active
             self._wanted = False
             self.active = False
+            self._state_changed()
             for (module_name, attribute), proxy in list(self._proxies.items()):
                 owner, name = _owner(module_name, attribute)
                 if owner is not None and _is_ours(owner.__dict__.get(name), proxy):
@@ -125,6 +129,7 @@ class Instrumentor:
             self._proxies[key] = wrapt.wrap_object(module_name, attribute, method_proxy,
                                                    (handler,))
         self.active = True
+        self._state_changed()
 
 
 _FunctionWrapper = wrapt.FunctionWrapper

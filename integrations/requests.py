@@ -12,13 +12,20 @@ through: no span, no header added.
 
 from __future__ import annotations
 
+import sys
+from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Pattern, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 import opentracing
 from opentracing import Format
 
-from . import diagnostics, forwarding, settings, tagging
+from opentracing_sls import _accel
+from opentracing_sls.constants import SAMPLED_FLAG
+from opentracing_sls.span_context import SpanContext
+from opentracing_sls.tracer import Tracer
+
+from . import diagnostics, forwarding, settings, suppression, tagging
 from .patching import Instrumentor
 from .suppression import is_suppressed
 from .unsampled import active_child_unsampled
@@ -37,6 +44,9 @@ _forwarded = forwarding.current
 RequestHook = Callable[[opentracing.Span, Any], Any]
 ResponseHook = Callable[[opentracing.Span, Any, Any], Any]
 
+_cglue = _accel.load("integrations._cglue")
+_csend = None if _cglue is None else _accel.load("integrations._csend")
+
 
 class RequestsInstrumentor(Instrumentor):
     """Patches ``requests.Session.send``; use the module functions :func:`instrument` and
@@ -50,6 +60,10 @@ class RequestsInstrumentor(Instrumentor):
         self.excluded: Tuple[Pattern[str], ...] = ()
         self.request_hook: Optional[RequestHook] = None
         self.response_hook: Optional[ResponseHook] = None
+        # The handler in C when built: it does what _send does for a configuration without
+        # hooks and exclusions (about 20 k instructions less per call) and hands everything
+        # else to _send.
+        self._handler: Any = None if _csend is None else _csend.SendHandler(self._send)
 
     def configure(self, tracer: Optional[opentracing.Tracer] = None,
                   excluded_urls: Optional[List[Any]] = None,
@@ -66,9 +80,33 @@ class RequestsInstrumentor(Instrumentor):
         self.excluded = excluded
         self.request_hook = request_hook
         self.response_hook = response_hook
+        self._state_changed()
 
     def patches(self) -> List[Tuple[str, str, Any]]:
-        return [("requests.sessions", "Session.send", self._send)]
+        return [("requests.sessions", "Session.send",
+                 self._send if self._handler is None else self._handler)]
+
+    def _state_changed(self) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        structures = sys.modules.get("requests.structures")
+        if (not self.active or structures is None or self.excluded
+                or self.request_hook is not None or self.response_hook is not None):
+            handler.disable()
+            return
+        handler.enable(
+            tracer=self.tracer, opentracing=opentracing,
+            suppressed=suppression._suppressed, own_thread=suppression.own_thread,
+            forwarded=_forwarded, tracer_type=Tracer, noop_type=opentracing.Tracer,
+            context_type=SpanContext, sampled_flag=SAMPLED_FLAG,
+            client_tags={tagging.SPAN_KIND: tagging.CLIENT, tagging.COMPONENT: COMPONENT},
+            method_tag=tagging.HTTP_METHOD, status_tag=tagging.HTTP_STATUS_CODE,
+            add_url_tags=_add_url_tags, http_headers=_HTTP_HEADERS, odict_type=OrderedDict,
+            headers_type=structures.CaseInsensitiveDict, apply_store=_cglue.apply_store,
+            trace_names=forwarding._TRACE_CONTEXT_NAMES,
+            rewrite_stale=forwarding._rewrite_stale, apply=_apply, after=self._after,
+            log_server_error=tagging.log_server_error, report=_report)
 
     def _send(self, call: Any, session: Any, request: Any, **kwargs: Any) -> Any:
         if not self.active or is_suppressed():
@@ -145,6 +183,11 @@ class RequestsInstrumentor(Instrumentor):
                 scope.close()
             except Exception:  # noqa: BLE001
                 diagnostics.internal_error(_ERRORS, "finishing a requests client span")
+
+
+def _report(what: str, exc: BaseException) -> None:
+    """An error the C handler caught in our code: counted and logged, never raised."""
+    diagnostics.internal_error(_ERRORS, what, exc_info=exc)  # type: ignore[arg-type]
 
 
 # scheme://netloc -> the peer tags; services call a handful of hosts, so this stays small.

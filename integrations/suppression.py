@@ -48,7 +48,13 @@ def is_suppressed() -> bool:
     # Decided once per thread: our threads are named when they are created.
     own = getattr(_thread_state, "own", None)
     if own is None:
-        own = _thread_state.own = _current_thread().name.startswith(OWN_THREAD_PREFIXES)
+        own = own_thread()
+    return own
+
+
+def own_thread() -> bool:
+    """True on one of our own background threads (by name; remembered per thread)."""
+    own = _thread_state.own = _current_thread().name.startswith(OWN_THREAD_PREFIXES)
     return own
 
 

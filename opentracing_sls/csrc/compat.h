@@ -29,4 +29,15 @@ static inline PyObject *take_exception(void) {
 #endif
 }
 
+/* Makes ``exc`` (a reference from take_exception, consumed) the pending exception again,
+ * with its traceback unchanged. */
+static inline void restore_exception(PyObject *exc) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (exc != NULL)
+        PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
 #endif

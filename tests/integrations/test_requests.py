@@ -46,6 +46,17 @@ class EchoApp:
         return [b"ok"]
 
 
+@pytest.fixture(autouse=True, params=["c", "python"])
+def send_path(request, monkeypatch):
+    """Every test runs twice: through the C send handler (when built) and the Python one,
+    which is the reference."""
+    if request.param == "python":
+        monkeypatch.setattr(ot_requests._instrumentor, "_handler", None)
+    elif ot_requests._instrumentor._handler is None:
+        pytest.skip("the C send handler is not built (or OPENTRACING_SLS_PURE_PYTHON is set)")
+    return request.param
+
+
 @pytest.fixture
 def echo(serve):
     app = EchoApp()
@@ -295,3 +306,169 @@ def test_client_span_duration_covers_the_call(instrumented, serve):
     requests.get(server.url("/"), timeout=5)
     [span] = instrumented.reporter.get_spans()
     assert span.duration >= 50_000
+
+
+def test_the_c_handler_runs_only_where_it_matches_the_python_one(send_path, tracer):
+    ot_requests.instrument()
+    handler = ot_requests._instrumentor._handler
+    if send_path == "python":
+        pytest.skip("about the C handler's switching; the Python handler has none")
+    assert handler.enabled
+    # Hooks and exclusions are the Python handler's alone.
+    ot_requests.instrument(excluded_urls=["/health"])
+    assert not handler.enabled
+    ot_requests.instrument(excluded_urls=[], response_hook=lambda *a: None)
+    assert not handler.enabled
+    ot_requests.instrument(response_hook=None)
+    assert handler.enabled
+    ot_requests.uninstrument()
+    assert not handler.enabled
+    with pytest.raises(TypeError, match="needs opentracing"):
+        handler.enable(tracer=None)
+    assert not handler.enabled
+
+
+class _Breaks(opentracing.Tracer):
+    """Our tracer, except that one step of a client span raises."""
+
+    def __init__(self, step: str) -> None:
+        self.inner = make_test_tracer()
+        self.step = step
+        super().__init__(self.inner.scope_manager)
+
+    def start_active_span(self, *args, **kwargs):
+        if self.step == "start":
+            raise RuntimeError("start bug")
+        scope = self.inner.start_active_span(*args, **kwargs)
+        if self.step in ("set_tag", "close"):
+            broken = self.step
+
+            def fail(*a, **k):
+                raise RuntimeError(broken + " bug")
+            if broken == "set_tag":
+                scope.span.set_tag = fail
+            else:
+                real_close = scope.close
+
+                def close():
+                    real_close()
+                    fail()
+                scope.close = close
+        return scope
+
+    def inject(self, span_context, format, carrier):
+        self.inner.inject(span_context, format, carrier)
+
+
+class _Scripted(requests.adapters.BaseAdapter):
+    """Answers in process: a status, or an exception to raise."""
+
+    def __init__(self, status: int = 200, exc: Any = None) -> None:
+        super().__init__()
+        self.status, self.exc, self.sent = status, exc, []
+
+    def send(self, request, **kwargs):
+        self.sent.append(request)
+        if isinstance(self.exc, type):
+            raise self.exc("down")  # a fresh one per call: a re-raised one grows its traceback
+        if self.exc is not None:
+            raise self.exc
+        response = requests.Response()
+        response.status_code = self.status
+        response._content = b"ok"
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("step", ["start", "set_tag", "close"])
+def test_a_failing_tracer_step_is_counted_and_the_call_still_happens(step):
+    tracer = _Breaks(step)
+    ot_requests.instrument(tracer=tracer)
+    session = requests.Session()
+    adapter = _Scripted(200)
+    session.mount("http://", adapter)
+    assert session.get("http://svc.local/", timeout=1).status_code == 200
+    assert len(adapter.sent) == 1
+    assert diagnostics.snapshot()["integrations.requests.errors"] == 1
+    if step == "start":  # no span: the call went out untraced, without trace headers
+        assert "x-b3-traceid" not in adapter.sent[0].headers
+        assert tracer.inner.reporter.get_spans() == []
+    else:
+        assert adapter.sent[0].headers["x-b3-traceid"]
+        assert len(tracer.inner.reporter.get_spans()) == 1
+    assert tracer.active_span is None
+
+
+def test_the_apps_exception_passes_even_when_our_end_of_span_fails():
+    tracer = _Breaks("close")
+    ot_requests.instrument(tracer=tracer)
+    session = requests.Session()
+    original = requests.exceptions.ReadTimeout("slow")
+    session.mount("http://", _Scripted(exc=original))
+    with pytest.raises(requests.exceptions.ReadTimeout) as info:
+        session.get("http://svc.local/", timeout=1)
+    assert info.value is original and info.value.__context__ is None
+    assert diagnostics.snapshot()["integrations.requests.errors"] == 1
+    [span] = tracer.inner.reporter.get_spans()
+    assert span.tags["error"] is True
+
+
+def test_keyword_arguments_reach_the_original(instrumented):
+    session = requests.Session()
+    adapter = _Scripted(204)
+    seen = []
+    adapter_send = adapter.send
+
+    def send(request, **kwargs):
+        seen.append(kwargs)
+        return adapter_send(request, **kwargs)
+    adapter.send = send
+    session.mount("http://", adapter)
+    session.get("http://svc.local/", timeout=3, verify=False, stream=True)
+    assert seen[0]["timeout"] == 3 and seen[0]["verify"] is False and seen[0]["stream"] is True
+    [span] = instrumented.reporter.get_spans()
+    assert span.tags["http.status_code"] == 204
+
+
+def test_headers_other_than_requests_own_mapping(instrumented):
+    session = requests.Session()
+    adapter = _Scripted(200)
+    session.mount("http://", adapter)
+    request = requests.Request("GET", "http://svc.local/x").prepare()
+    request.headers = {"B3": "stale-stale-1"}  # a plain dict, as some wrappers leave it
+    session.send(request, timeout=1)
+    [span] = instrumented.reporter.get_spans()
+    sent = adapter.sent[0].headers
+    assert sent["x-b3-spanid"] == "%016x" % span.span_id
+    assert "B3" not in sent and sent["b3"].startswith("%016x-%016x" % (span.trace_id,
+                                                                        span.span_id))
+
+
+def test_no_reference_leak_per_call(instrumented):
+    import gc
+
+    session = requests.Session()
+    session.mount("http://", _Scripted(200))
+    ok = _Scripted(exc=requests.exceptions.ConnectionError)
+    failing = requests.Session()
+    failing.mount("http://", ok)
+
+    def calls(n):
+        for _ in range(n):
+            session.get("http://svc.local/", timeout=1)
+            with pytest.raises(requests.exceptions.ConnectionError):
+                failing.get("http://svc.local/", timeout=1)
+        instrumented.reporter.clear()
+        ok.sent.clear()
+        session.adapters["http://"].sent.clear()
+
+    calls(50)
+    gc.collect()
+    before = len(gc.get_objects())
+    calls(300)
+    gc.collect()
+    # A leak per call would show as thousands of objects.
+    assert len(gc.get_objects()) <= before + 50
