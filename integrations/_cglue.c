@@ -220,21 +220,7 @@ static PyTypeObject GetterType = {
  * RequestState: one Flask request's tracing state, and the ``start_response`` handed to
  * the application (it notes the status line and headers, then calls the server's). */
 
-typedef struct {
-    PyObject_HEAD
-    PyObject *tracer;
-    double start;
-    PyObject *span;
-    PyObject *scope;
-    PyObject *status;
-    PyObject *headers; /* NULL reads as a new empty list, as the Python twin's default */
-    PyObject *forwarded;
-    PyObject *start_response;
-    char streamed;
-    char error_logged;
-    char finished;
-    vectorcallfunc vectorcall;
-} RequestState;
+#include "csrc/request_state.h"
 
 static PyObject *state_vectorcall(RequestState *self, PyObject *const *args, size_t nargsf,
                                   PyObject *kwnames) {

@@ -19,6 +19,7 @@
 #include <structmember.h>
 
 #include "../opentracing_sls/csrc/compat.h"
+#include "csrc/handlers.h"
 
 typedef struct {
     PyObject_HEAD
@@ -33,6 +34,7 @@ typedef struct {
     PyObject *tracer_type;    /* our Tracer: the unsampled shortcut applies */
     PyObject *noop_type;      /* opentracing.Tracer: keeps nothing */
     PyObject *context_type;   /* our SpanContext */
+    PyObject *composite_type; /* our CompositeCodec */
     long sampled_flag;
     PyObject *client_tags;    /* {span.kind: client, component: requests} */
     PyObject *method_tag;     /* "http.method" */
@@ -51,12 +53,12 @@ typedef struct {
     vectorcallfunc vectorcall;
 } SendHandler;
 
-#define N_CONFIG 22
+#define N_CONFIG 23
 
 static const char *CONFIG_NAMES[N_CONFIG] = {
     "tracer", "opentracing", "suppressed", "own_thread", "forwarded", "tracer_type",
-    "noop_type", "context_type", "client_tags", "method_tag", "status_tag", "add_url_tags",
-    "http_headers", "odict_type", "headers_type", "apply_store", "trace_names",
+    "noop_type", "context_type", "composite_type", "client_tags", "method_tag",
+    "status_tag", "add_url_tags", "http_headers", "odict_type", "headers_type", "apply_store", "trace_names",
     "rewrite_stale", "apply", "after", "log_server_error", "report",
 };
 
@@ -64,8 +66,8 @@ static PyObject **config_field(SendHandler *self, int i) {
     PyObject **fields[N_CONFIG] = {
         &self->tracer, &self->opentracing, &self->suppressed, &self->own_thread,
         &self->forwarded, &self->tracer_type, &self->noop_type, &self->context_type,
-        &self->client_tags, &self->method_tag, &self->status_tag, &self->add_url_tags,
-        &self->http_headers, &self->odict_type, &self->headers_type, &self->apply_store,
+        &self->composite_type, &self->client_tags, &self->method_tag, &self->status_tag,
+        &self->add_url_tags, &self->http_headers, &self->odict_type, &self->headers_type, &self->apply_store,
         &self->trace_names, &self->rewrite_stale, &self->apply, &self->after,
         &self->log_server_error, &self->report,
     };
@@ -73,23 +75,12 @@ static PyObject **config_field(SendHandler *self, int i) {
 }
 
 static PyObject *s_tracer, *s_method, *s_url, *s_headers, *s_store, *s_span, *s_context,
-    *s_scope_manager, *s_active, *s_flags, *s_deferred, *s_trace_id, *s_span_id,
-    *s_start_active_span, *s_inject, *s_history, *s_status_code, *s_set_tag, *s_close,
+    *s_scope_manager, *s_active, *s_start_active_span, *s_inject, *s_cinject,
+    *s_inject_python, *s_history, *s_status_code, *s_set_tag, *s_close,
     *s_own_key, *s_GET, *k_tags, *int_500;
 
-/* -- errors ----------------------------------------------------------------------------- */
-
-/* Hands the pending exception to report(what, exc); never leaves an error set. */
 static void report(SendHandler *self, const char *what) {
-    PyObject *exc = take_exception();
-    PyObject *text = PyUnicode_FromString(what);
-    if (exc != NULL && text != NULL) {
-        PyObject *result = PyObject_CallFunctionObjArgs(self->report, text, exc, NULL);
-        Py_XDECREF(result);
-    }
-    PyErr_Clear();
-    Py_XDECREF(text);
-    Py_XDECREF(exc);
+    report_to(self->report, what);
 }
 
 /* -- decisions -------------------------------------------------------------------------- */
@@ -123,15 +114,6 @@ static int suppressed(SendHandler *self) {
     return on;
 }
 
-static int attr_true(PyObject *obj, PyObject *name) {
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL)
-        return -1;
-    int truth = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return truth;
-}
-
 /* unsampled.active_child_unsampled: 1 when a child of ``tracer``'s active span is
  * certainly not sampled (or the tracer is OpenTracing's no-op one). */
 static int active_child_unsampled(SendHandler *self, PyObject *tracer) {
@@ -157,23 +139,7 @@ static int active_child_unsampled(SendHandler *self, PyObject *tracer) {
     Py_DECREF(span);
     if (context == NULL)
         return -1;
-    int result = 0;
-    if ((PyObject *)Py_TYPE(context) == self->context_type) {
-        PyObject *flags = PyObject_GetAttr(context, s_flags);
-        long value = flags == NULL ? -1 : PyLong_AsLong(flags);
-        Py_XDECREF(flags);
-        if (value == -1 && PyErr_Occurred()) {
-            result = -1;
-        } else if (!(value & self->sampled_flag)) {
-            int deferred = attr_true(context, s_deferred);
-            if (deferred != 0) {
-                result = deferred < 0 ? -1 : 0;
-            } else {
-                int trace = attr_true(context, s_trace_id);
-                result = trace != 1 ? trace : attr_true(context, s_span_id);
-            }
-        }
-    }
+    int result = context_unsampled(context, self->context_type, self->sampled_flag);
     Py_DECREF(context);
     return result;
 }
@@ -211,6 +177,33 @@ static int apply_headers(SendHandler *self, PyObject *headers, PyObject *injecte
     return 0;
 }
 
+/* tracer.inject(context, HTTP_HEADERS, injected); for our tracer and codec, what
+ * Tracer.inject and CompositeCodec.inject would do, without their frames. */
+static PyObject *inject(SendHandler *self, PyObject *tracer, PyObject *context,
+                        PyObject *injected) {
+    PyObject *codec = (PyObject *)Py_TYPE(context) != self->context_type
+                          ? NULL : our_codec(tracer, self->tracer_type, self->composite_type,
+                                             self->http_headers);
+    if (codec == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        PyObject *args[] = {tracer, context, self->http_headers, injected};
+        return PyObject_VectorcallMethod(s_inject, args, 4, NULL);
+    }
+    /* The C injector returns None when done and declines with anything else. */
+    PyObject *result = call_hook(codec, s_cinject, context, injected, 2);
+    if (result == NULL && !PyErr_Occurred()) {
+        result = Py_NewRef(Py_False);
+    }
+    if (result != NULL && result != Py_None) {
+        Py_DECREF(result);
+        PyObject *args[] = {codec, context, injected};
+        result = PyObject_VectorcallMethod(s_inject_python, args, 3, NULL);
+    }
+    Py_DECREF(codec);
+    return result;
+}
+
 /* The trace headers of ``scope``'s span and the forwarded ones onto the request; errors are
  * reported, as the Python handler's two guarded blocks do. */
 static void add_headers(SendHandler *self, PyObject *tracer, PyObject *scope,
@@ -222,11 +215,7 @@ static void add_headers(SendHandler *self, PyObject *tracer, PyObject *scope,
     }
     PyObject *span = PyObject_GetAttr(scope, s_span);
     PyObject *context = span == NULL ? NULL : PyObject_GetAttr(span, s_context);
-    PyObject *result = NULL;
-    if (context != NULL) {
-        PyObject *args[] = {tracer, context, self->http_headers, injected};
-        result = PyObject_VectorcallMethod(s_inject, args, 4, NULL);
-    }
+    PyObject *result = context == NULL ? NULL : inject(self, tracer, context, injected);
     if (result == NULL)
         report(self, "injecting trace headers");
     Py_XDECREF(result);
@@ -442,7 +431,7 @@ static PyObject *send_enable(SendHandler *self, PyObject *args, PyObject *kwargs
         PyErr_SetString(PyExc_TypeError, "enable(): unknown keyword argument");
         return NULL;
     }
-    if (!PyDict_CheckExact(values[8]) || !PyTuple_CheckExact(values[16])) {
+    if (!PyDict_CheckExact(values[9]) || !PyTuple_CheckExact(values[17])) {
         PyErr_SetString(PyExc_TypeError, "enable(): client_tags must be a dict and "
                                          "trace_names a tuple");
         return NULL;
@@ -519,11 +508,10 @@ PyMODINIT_FUNC PyInit__csend(void) {
         intern(&s_url, "url") < 0 || intern(&s_headers, "headers") < 0 ||
         intern(&s_store, "_store") < 0 || intern(&s_span, "span") < 0 ||
         intern(&s_context, "context") < 0 || intern(&s_scope_manager, "_scope_manager") < 0 ||
-        intern(&s_active, "active") < 0 || intern(&s_flags, "flags") < 0 ||
-        intern(&s_deferred, "sampling_deferred") < 0 || intern(&s_trace_id, "trace_id") < 0 ||
-        intern(&s_span_id, "span_id") < 0 ||
+        intern(&s_active, "active") < 0 ||
         intern(&s_start_active_span, "start_active_span") < 0 ||
-        intern(&s_inject, "inject") < 0 || intern(&s_history, "history") < 0 ||
+        intern(&s_inject, "inject") < 0 || intern(&s_cinject, "_cinject") < 0 ||
+        intern(&s_inject_python, "_inject_python") < 0 || intern(&s_history, "history") < 0 ||
         intern(&s_status_code, "status_code") < 0 || intern(&s_set_tag, "set_tag") < 0 ||
         intern(&s_close, "close") < 0 ||
         intern(&s_own_key, "opentracing_sls.integrations.own_thread") < 0 ||

@@ -75,6 +75,14 @@ class ForwardList:
         self._key_names = {key: name for name, key in self._keys}
         self._prefixes = tuple(prefixes)
 
+    def has_prefixes(self) -> bool:
+        """Whether ``name*`` rules are configured (only the Python capture reads those)."""
+        return bool(self._prefixes)
+
+    def key_names(self) -> Dict[str, str]:
+        """Environ key -> header name of the listed (non-prefix) headers, for C capture."""
+        return self._key_names
+
     def capture(self, environ: Mapping[str, Any]) -> Optional[Dict[str, str]]:
         """The listed headers present in ``environ``, by lower-case name; None if none are."""
         if _capture is not None and not self._prefixes and type(environ) is dict:

@@ -22,6 +22,7 @@ from opentracing import Format
 
 from opentracing_sls import _accel
 from opentracing_sls.constants import SAMPLED_FLAG
+from opentracing_sls.propagation import CompositeCodec
 from opentracing_sls.span_context import SpanContext
 from opentracing_sls.tracer import Tracer
 
@@ -99,7 +100,7 @@ class RequestsInstrumentor(Instrumentor):
             tracer=self.tracer, opentracing=opentracing,
             suppressed=suppression._suppressed, own_thread=suppression.own_thread,
             forwarded=_forwarded, tracer_type=Tracer, noop_type=opentracing.Tracer,
-            context_type=SpanContext, sampled_flag=SAMPLED_FLAG,
+            context_type=SpanContext, composite_type=CompositeCodec, sampled_flag=SAMPLED_FLAG,
             client_tags={tagging.SPAN_KIND: tagging.CLIENT, tagging.COMPONENT: COMPONENT},
             method_tag=tagging.HTTP_METHOD, status_tag=tagging.HTTP_STATUS_CODE,
             add_url_tags=_add_url_tags, http_headers=_HTTP_HEADERS, odict_type=OrderedDict,

@@ -10,6 +10,11 @@ static inline PyObject *compat_new_ref(PyObject *o) {
     return o;
 }
 #define Py_NewRef(o) compat_new_ref((PyObject *)(o))
+static inline PyObject *compat_xnew_ref(PyObject *o) {
+    Py_XINCREF(o);
+    return o;
+}
+#define Py_XNewRef(o) compat_xnew_ref((PyObject *)(o))
 #endif
 
 /* The pending exception, normalised and with its traceback, as a new reference; the error

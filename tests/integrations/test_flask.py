@@ -21,6 +21,17 @@ from opentracing_sls.testing import make_test_tracer
 ORIGINAL_WSGI_APP = Flask.wsgi_app
 
 
+@pytest.fixture(autouse=True, params=["c", "python"])
+def flask_path(request, monkeypatch):
+    """Every test runs twice: through the C handlers (when built) and the Python ones, which
+    are the reference."""
+    if request.param == "python":
+        monkeypatch.setattr(ot_flask._instrumentor, "_handlers", None)
+    elif ot_flask._instrumentor._handlers is None:
+        pytest.skip("the C Flask handlers are not built (or OPENTRACING_SLS_PURE_PYTHON is set)")
+    return request.param
+
+
 def make_app() -> Flask:
     app = Flask("products")
 
@@ -498,3 +509,78 @@ def test_wsgi_headers_carrier_and_request_url():
     assert request_url(environ) == "https://example/a%20b?q=1"
     environ["SERVER_PORT"] = "8443"
     assert request_url(environ) == "https://example:8443/a%20b?q=1"
+
+
+def test_the_c_handlers_run_only_where_they_match_the_python_ones(flask_path, tracer):
+    if flask_path == "python":
+        pytest.skip("about the C handlers' switching; the Python handlers have none")
+    handlers = ot_flask._instrumentor._handlers
+    ot_flask.instrument()
+    assert [h.enabled for h in handlers] == [True, True]
+    for options in ({"excluded_paths": ["^/health"]}, {"request_hook": lambda *a: None},
+                    {"forward_headers": ["x-tenant-*"]}):
+        ot_flask.instrument(**options)
+        assert [h.enabled for h in handlers] == [False, False], options
+        ot_flask.instrument(excluded_paths=[], request_hook=None, forward_headers=[])
+        assert [h.enabled for h in handlers] == [True, True]
+    ot_flask.instrument(forwarding_enabled=False)  # nothing to capture: still C
+    assert [h.enabled for h in handlers] == [True, True]
+    ot_flask.uninstrument()
+    assert [h.enabled for h in handlers] == [False, False]
+    with pytest.raises(TypeError, match="needs opentracing"):
+        handlers[0].enable(tracer=None)
+
+
+def test_a_failing_extract_of_our_tracer_is_counted_and_the_span_is_a_root(tracer, spans):
+    def broken(carrier):
+        raise RuntimeError("extract bug")
+
+    tracer.codecs[opentracing.Format.HTTP_HEADERS]._cextract = broken
+    ot_flask.instrument()
+    app = make_app()
+    response = app.test_client().get("/api/v1/products/1", headers={
+        "x-b3-traceid": "463ac35c9f6413ad", "x-b3-spanid": "a2fb4a1d1a96d312"})
+    assert response.status_code == 200
+    assert diagnostics.snapshot()["integrations.flask.errors"] == 1
+    span = spans()["/api/v1/products/<id>"]
+    assert span.parent_id == 0
+    assert span.trace_id != 0x463ac35c9f6413ad
+
+
+def test_no_reference_leak_per_request(instrumented):
+    import gc
+    import io
+    import sys
+
+    app = make_app()
+
+    @app.route("/fails")
+    def fails():
+        raise KeyError("the app's own")
+
+    app.logger.disabled = True  # pytest's log capture would keep a record per request
+
+    def start_response(status, headers, exc_info=None):
+        pass
+
+    def requests_(n):
+        for i in range(n):
+            for path in ("/api/v1/products/%d" % i, "/status/503", "/missing", "/fails"):
+                environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "x",
+                           "SERVER_PORT": "80", "wsgi.url_scheme": "http",
+                           "wsgi.version": (1, 0), "wsgi.input": io.BytesIO(b""),
+                           "wsgi.errors": sys.stderr, "HTTP_X_B3_TRACEID": "%016x" % (i + 1),
+                           "HTTP_X_B3_SPANID": "a2fb4a1d1a96d312", "HTTP_X_B3_SAMPLED": "0",
+                           "HTTP_X_REQUEST_ID": "r%d" % i}
+                body = app(environ, start_response)
+                b"".join(body)
+                body.close()
+        instrumented.reporter.clear()
+
+    requests_(30)
+    gc.collect()
+    before = len(gc.get_objects())
+    requests_(200)
+    gc.collect()
+    # A leak per request would show as thousands of objects.
+    assert len(gc.get_objects()) <= before + 50

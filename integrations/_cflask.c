@@ -1,0 +1,653 @@
+/* The Flask integration's two handlers in C, for the common configuration.
+ *
+ * ``FlaskHandler(kind, fallback)``: kind 0 is the ``Flask.wsgi_app`` handler, called as
+ * ``(call, app, environ, start_response)``; kind 1 the ``Flask.full_dispatch_request`` one,
+ * ``(call, app)``. Disabled (the default, and whenever hooks, excluded paths or prefix
+ * forwarding rules are configured, or the instrumentation is off) every call goes to
+ * ``fallback``, the Python handler. Enabled, they do what the Python handlers do for a
+ * request that has a matched route and a non-streamed answer; at every other turn
+ * (suppression, no route, a streamed body, an exception, a request handled without our
+ * wsgi_app) they hand the request to the Python methods they were given, which stay the
+ * reference (flask.py). The Python code this replaces is about 450 bytecodes in 11 frames.
+ *
+ * Our errors go to ``report(what, exc)``, never to the application; its exceptions pass
+ * through unchanged. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include "../opentracing_sls/csrc/compat.h"
+#include "csrc/handlers.h"
+#include "csrc/request_state.h"
+
+#define N_CONFIG 27
+
+typedef struct {
+    PyObject_HEAD
+    int kind;
+    int enabled;
+    PyObject *fallback;
+    PyObject *tracer;          /* the configured tracer, or None for opentracing.tracer */
+    PyObject *opentracing;
+    PyObject *suppressed;      /* ContextVar: suppress_instrumentation() */
+    PyObject *forwarded_var;   /* ContextVar: forwarding.FORWARDED */
+    PyObject *key_names;       /* ForwardList's environ key -> header name, or None */
+    PyObject *capture;         /* _cglue.capture */
+    PyObject *new_state;       /* _cglue.new_state */
+    PyObject *state_type;      /* _cglue.RequestState */
+    PyObject *state_key;       /* flask.STATE_KEY */
+    PyObject *excluded;        /* flask._EXCLUDED */
+    PyObject *now;             /* time.time */
+    PyObject *request_context; /* flask.globals._cv_request */
+    PyObject *tracer_type, *noop_type, *context_type, *composite_type;
+    PyObject *http_headers;
+    PyObject *quiet_errors;    /* extract errors that mean "no parent" (tuple) */
+    PyObject *server_tags;     /* (environ, method) -> tags */
+    PyObject *is_streamed;     /* werkzeug's Response.is_streamed property */
+    PyObject *status_codes;    /* flask._STATUS_CODES, status line -> code */
+    PyObject *status_code;     /* flask._status_code */
+    PyObject *status_tag;
+    PyObject *not_handled;     /* propagation.composite._NOT_HANDLED */
+    PyObject *log_server_error;
+    PyObject *report;
+    PyObject *owner;           /* the FlaskInstrumentor: its methods for the rare turns */
+    long sampled_flag;
+    vectorcallfunc vectorcall;
+} FlaskHandler;
+
+static const char *CONFIG_NAMES[N_CONFIG] = {
+    "tracer", "opentracing", "suppressed", "forwarded_var", "key_names", "capture",
+    "new_state", "state_type", "state_key", "excluded", "now", "request_context",
+    "tracer_type", "noop_type", "context_type", "composite_type", "http_headers",
+    "quiet_errors", "server_tags", "is_streamed", "status_codes", "status_code",
+    "status_tag", "not_handled", "log_server_error", "report", "owner",
+};
+
+static PyObject **config_field(FlaskHandler *self, int i) {
+    PyObject **fields[N_CONFIG] = {
+        &self->tracer, &self->opentracing, &self->suppressed, &self->forwarded_var,
+        &self->key_names, &self->capture, &self->new_state, &self->state_type,
+        &self->state_key, &self->excluded, &self->now, &self->request_context,
+        &self->tracer_type, &self->noop_type, &self->context_type, &self->composite_type,
+        &self->http_headers, &self->quiet_errors, &self->server_tags, &self->is_streamed,
+        &self->status_codes, &self->status_code, &self->status_tag, &self->not_handled,
+        &self->log_server_error, &self->report, &self->owner,
+    };
+    return fields[i];
+}
+
+#define N_FIELDS N_CONFIG
+
+static PyObject *s_tracer, *s_request, *s_environ, *s_url_rule, *s_rule, *s_cextract,
+    *s_extract_python, *s_start_active_span, *s_span, *s_close, *s_set_tag, *s_finish, *s_response,
+    *s_is_streamed, *s_wsgi_version, *s_request_method, *s_GET, *s_end, *s_end_failed,
+    *s_record_exception, *s_start_span, *s_finish_quietly, *s_get, *k_parent, *k_root,
+    *int_500;
+
+static void report(FlaskHandler *self, const char *what) {
+    report_to(self->report, what);
+}
+
+/* owner.<name>(*args): the Python method for a rare turn. */
+static PyObject *owner_call(FlaskHandler *self, PyObject *name, PyObject *const *args,
+                            Py_ssize_t nargs) {
+    PyObject *stack[5];
+    stack[0] = self->owner;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        stack[i + 1] = args[i];
+    return PyObject_VectorcallMethod(name, stack, nargs + 1, NULL);
+}
+
+/* -- wsgi_app --------------------------------------------------------------------------- */
+
+/* The request's state, stored in environ; NULL with no error when the request is to be
+ * handed to the Python handler (suppressed), NULL with an error on failure. */
+static PyObject *new_request(FlaskHandler *self, PyObject *environ,
+                             PyObject *start_response) {
+    PyObject *value;
+    if (PyContextVar_Get(self->suppressed, NULL, &value) < 0)
+        return NULL;
+    int on = value == NULL ? 0 : PyObject_IsTrue(value);
+    Py_XDECREF(value);
+    if (on != 0)
+        return NULL;
+    PyObject *tracer = self->tracer != Py_None ? Py_NewRef(self->tracer)
+                                               : PyObject_GetAttr(self->opentracing, s_tracer);
+    if (tracer == NULL)
+        return NULL;
+    PyObject *forwarded = Py_None;
+    if (self->key_names != Py_None) {
+        PyObject *args[] = {self->key_names, environ};
+        forwarded = PyObject_Vectorcall(self->capture, args, 2, NULL);
+    } else {
+        Py_INCREF(forwarded);
+    }
+    PyObject *start = forwarded == NULL ? NULL : PyObject_CallNoArgs(self->now);
+    PyObject *state = NULL;
+    if (start != NULL) {
+        PyObject *args[] = {tracer, start, forwarded, start_response};
+        state = PyObject_Vectorcall(self->new_state, args, 4, NULL);
+    }
+    Py_XDECREF(start);
+    Py_XDECREF(forwarded);
+    Py_DECREF(tracer);
+    if (state != NULL && ((PyObject *)Py_TYPE(state) != self->state_type ||
+                          PyDict_SetItem(environ, self->state_key, state) < 0)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "new_state made no RequestState");
+        Py_CLEAR(state);
+    }
+    return state;
+}
+
+/* _finish for a state with a span: the status tag, a 5xx error, span.finish(). */
+static int finish(FlaskHandler *self, RequestState *state) {
+    if (state->finished || state->span == NULL)
+        return 0;
+    state->finished = 1;
+    PyObject *span = Py_NewRef(state->span);
+    PyObject *status = state->status == NULL ? Py_None : state->status;
+    PyObject *code = PyDict_GetItemWithError(self->status_codes, status); /* borrowed */
+    int failed = 0;
+    if (code != NULL)
+        Py_INCREF(code);
+    else if (!PyErr_Occurred())
+        code = PyObject_CallOneArg(self->status_code, status);
+    if (code == NULL) {
+        failed = 1;
+    } else if (code != Py_None) {
+        PyObject *args[] = {span, self->status_tag, code};
+        PyObject *result = PyObject_VectorcallMethod(s_set_tag, args, 3, NULL);
+        int error = result == NULL ? -1 : PyObject_RichCompareBool(code, int_500, Py_GE);
+        Py_XDECREF(result);
+        if (error > 0 && !state->error_logged) {
+            result = PyObject_CallFunctionObjArgs(self->log_server_error, span, code, NULL);
+            error = result == NULL ? -1 : 0;
+            Py_XDECREF(result);
+        }
+        failed = error < 0;
+    }
+    Py_XDECREF(code);
+    /* The span finishes even when tagging failed (the Python twin's try/finally). */
+    PyObject *exc = failed ? take_exception() : NULL;
+    PyObject *args[] = {span};
+    PyObject *result = PyObject_VectorcallMethod(s_finish, args, 1, NULL);
+    Py_DECREF(span);
+    if (result == NULL) {
+        Py_XDECREF(exc);
+        return -1;
+    }
+    Py_DECREF(result);
+    if (exc != NULL) {
+        restore_exception(exc);
+        return -1;
+    }
+    return 0;
+}
+
+/* _end: the span is done with the response unless the body streams (then the Python
+ * _end wraps it) or no span started (the Python _end starts one). */
+static PyObject *end(FlaskHandler *self, RequestState *state, PyObject *result,
+                     PyObject *environ) {
+    if (state->span == NULL || state->streamed) {
+        PyObject *args[] = {(PyObject *)state, result, environ};
+        PyObject *body = owner_call(self, s_end, args, 3);
+        if (body == NULL) { /* _end guards itself; the app's answer still goes out */
+            report(self, "Flask request end");
+            return result;
+        }
+        Py_DECREF(result);
+        return body;
+    }
+    PyObject *scope = state->scope;
+    state->scope = NULL;
+    int ok = 0;
+    if (scope != NULL) {
+        PyObject *args[] = {scope};
+        PyObject *done = PyObject_VectorcallMethod(s_close, args, 1, NULL);
+        Py_DECREF(scope);
+        ok = done == NULL ? -1 : 0;
+        Py_XDECREF(done);
+    }
+    if (ok == 0)
+        ok = finish(self, state);
+    if (ok < 0) {
+        report(self, "Flask request end");
+        PyObject *args[] = {(PyObject *)state};
+        PyObject *done = owner_call(self, s_finish_quietly, args, 1);
+        if (done == NULL)
+            PyErr_Clear();
+        Py_XDECREF(done);
+    }
+    return result;
+}
+
+static PyObject *wsgi_app(FlaskHandler *self, PyObject *const *args, size_t nargsf,
+                          PyObject *kwnames) {
+    PyObject *call = args[0], *environ = args[2], *start_response = args[3];
+    int handled = PyDict_Contains(environ, self->state_key);
+    if (handled != 0) {
+        if (handled < 0)
+            report(self, "Flask request set-up");
+        return PyObject_Vectorcall(call, args + 1, 3, NULL);
+    }
+    PyObject *state = new_request(self, environ, start_response);
+    if (state == NULL) {
+        if (!PyErr_Occurred()) /* suppressed: the Python handler marks and runs it */
+            return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+        report(self, "Flask request set-up");
+        return PyObject_Vectorcall(call, args + 1, 3, NULL);
+    }
+    RequestState *st = (RequestState *)state;
+    /* The forwarded-headers variable is set only when it changes something (2 k
+     * instructions): headers to forward, or some forwarded around this request. */
+    PyContextToken *token = NULL;
+    PyObject *outer = NULL;
+    if (st->forwarded == Py_None && PyContextVar_Get(self->forwarded_var, NULL, &outer) < 0) {
+        report(self, "Flask request set-up");
+    } else if (st->forwarded != Py_None || (outer != NULL && outer != Py_None)) {
+        token = (PyContextToken *)PyContextVar_Set(self->forwarded_var, st->forwarded);
+        if (token == NULL)
+            report(self, "Flask request set-up");
+    }
+    Py_XDECREF(outer);
+    PyObject *call_args[] = {args[1], environ, state};
+    PyObject *result = PyObject_Vectorcall(call, call_args, 3, NULL);
+    PyObject *exc = result == NULL ? take_exception() : NULL;
+    if (token != NULL) {
+        if (PyContextVar_Reset(self->forwarded_var, (PyObject *)token) < 0)
+            report(self, "Flask request end");
+        Py_DECREF(token);
+    }
+    if (result == NULL) {
+        PyObject *end_args[] = {state, exc == NULL ? Py_None : exc, environ};
+        PyObject *done = owner_call(self, s_end_failed, end_args, 3);
+        if (done == NULL)
+            PyErr_Clear(); /* _end_failed guards itself; nothing may replace the app's error */
+        Py_XDECREF(done);
+        Py_DECREF(state);
+        restore_exception(exc);
+        return NULL;
+    }
+    result = end(self, st, result, environ);
+    Py_DECREF(state);
+    return result;
+}
+
+/* -- full_dispatch_request -------------------------------------------------------------- */
+
+/* environ_carrier's test: our tracer with its own codec reads the environ itself. The
+ * codec (new reference) when so, NULL without an error when not (the Python _start_span
+ * then runs, with a WSGIHeaders view), NULL with one on failure. */
+static PyObject *environ_codec(FlaskHandler *self, PyObject *tracer, PyObject *environ) {
+    if ((PyObject *)Py_TYPE(tracer) != self->tracer_type)
+        return NULL;
+    int has = PyDict_Contains(environ, s_wsgi_version);
+    if (has <= 0)
+        return NULL;
+    return our_codec(tracer, self->tracer_type, self->composite_type, self->http_headers);
+}
+
+/* CompositeCodec.extract(environ) without its frame (nor Tracer.extract's). */
+static PyObject *extract(FlaskHandler *self, PyObject *codec, PyObject *environ) {
+    PyObject *context = call_hook(codec, s_cextract, environ, NULL, 1);
+    if (context != NULL && context != self->not_handled)
+        return context;
+    if (context == NULL && PyErr_Occurred())
+        return NULL;
+    Py_XDECREF(context);
+    PyObject *args[] = {codec, environ};
+    return PyObject_VectorcallMethod(s_extract_python, args, 2, NULL);
+}
+
+/* _start_span for a matched route and our tracer reading the environ: 1 started, 0 when
+ * the Python _start_span is to do it, -1 on error. */
+static int start_span(FlaskHandler *self, RequestState *state, PyObject *environ,
+                      PyObject *request) {
+    PyObject *tracer = state->tracer;
+    PyObject *codec = environ_codec(self, tracer, environ);
+    if (codec == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *rule = PyObject_GetAttr(request, s_url_rule);
+    PyObject *name = rule == NULL || rule == Py_None ? NULL : PyObject_GetAttr(rule, s_rule);
+    if (name == NULL) {
+        int unmatched = rule == Py_None;
+        Py_XDECREF(rule);
+        Py_DECREF(codec);
+        return unmatched ? 0 : -1;
+    }
+    Py_DECREF(rule);
+    PyObject *method = PyDict_GetItemWithError(environ, s_request_method);
+    method = method != NULL ? Py_NewRef(method) : PyErr_Occurred() ? NULL : Py_NewRef(s_GET);
+    PyObject *parent = method == NULL ? NULL : extract(self, codec, environ);
+    Py_DECREF(codec);
+    if (parent == NULL && method != NULL) {
+        if (!PyErr_ExceptionMatches(self->quiet_errors))
+            report(self, "extracting the incoming span context");
+        PyErr_Clear();
+        parent = Py_NewRef(Py_None);
+    }
+    PyObject *tags = NULL, *scope = NULL, *start = NULL;
+    /* The tracer is ours here (reads_environ): an unsampled parent means no tags. */
+    int unsampled = parent == NULL ? -1
+                                   : context_unsampled(parent, self->context_type,
+                                                       self->sampled_flag);
+    if (unsampled == 0)
+        tags = PyObject_CallFunctionObjArgs(self->server_tags, environ, method, NULL);
+    else if (unsampled > 0)
+        tags = Py_NewRef(Py_None);
+    if (tags != NULL)
+        start = PyFloat_FromDouble(state->start);
+    if (start != NULL) {
+        if (parent != Py_None) {
+            PyObject *call_args[] = {tracer, name, parent, tags, start, Py_False};
+            scope = PyObject_VectorcallMethod(s_start_active_span, call_args, 2, k_parent);
+        } else {
+            PyObject *call_args[] = {tracer, name, tags, start, Py_True, Py_False};
+            scope = PyObject_VectorcallMethod(s_start_active_span, call_args, 2, k_root);
+        }
+    }
+    Py_XDECREF(start);
+    Py_XDECREF(tags);
+    Py_XDECREF(parent);
+    Py_XDECREF(method);
+    Py_DECREF(name);
+    if (scope == NULL)
+        return -1;
+    PyObject *span = PyObject_GetAttr(scope, s_span);
+    if (span == NULL) {
+        Py_DECREF(scope);
+        return -1;
+    }
+    Py_XSETREF(state->scope, scope);
+    Py_XSETREF(state->span, span);
+    return 1;
+}
+
+/* state.streamed as the Python twin decides it (werkzeug's is_streamed, without its
+ * property call for a list body). */
+static void note_streamed(FlaskHandler *self, RequestState *state, PyObject *response) {
+    PyObject *body = PyObject_GetAttr(response, s_response);
+    int streamed = -1;
+    if (body != NULL && PyList_CheckExact(body)) {
+        PyObject *property = PyObject_GetAttr((PyObject *)Py_TYPE(response), s_is_streamed);
+        if (property == self->is_streamed)
+            streamed = 0;
+        Py_XDECREF(property);
+    }
+    Py_XDECREF(body);
+    PyErr_Clear();
+    if (streamed < 0) {
+        streamed = attr_true(response, s_is_streamed);
+        if (streamed < 0) { /* not a werkzeug Response: it may stream */
+            PyErr_Clear();
+            streamed = 1;
+        }
+    }
+    state->streamed = (char)streamed;
+}
+
+static PyObject *dispatch(FlaskHandler *self, PyObject *const *args, size_t nargsf,
+                          PyObject *kwnames) {
+    PyObject *call = args[0];
+    PyObject *context = NULL, *request = NULL, *environ = NULL, *state = NULL;
+    if (PyContextVar_Get(self->request_context, Py_None, &context) < 0)
+        goto failed;
+    if (context == Py_None)
+        goto python; /* no request context: the Python handler decides */
+    request = PyObject_GetAttr(context, s_request);
+    environ = request == NULL ? NULL : PyObject_GetAttr(request, s_environ);
+    if (environ == NULL)
+        goto failed;
+    state = PyDict_CheckExact(environ)
+                ? Py_XNewRef(PyDict_GetItemWithError(environ, self->state_key)) : NULL;
+    if (state == NULL) {
+        if (PyErr_Occurred())
+            goto failed;
+        goto python; /* handled without our wsgi_app (a middleware kept the original) */
+    }
+    if (state == self->excluded)
+        goto untraced;
+    if ((PyObject *)Py_TYPE(state) != self->state_type)
+        goto python;
+    RequestState *st = (RequestState *)state;
+    if (st->span != NULL)
+        goto untraced;
+    int started = start_span(self, st, environ, request);
+    if (started < 0)
+        goto failed;
+    if (started == 0) {
+        PyObject *start_args[] = {state, environ, request};
+        PyObject *done = owner_call(self, s_start_span, start_args, 3);
+        if (done == NULL)
+            goto failed;
+        Py_DECREF(done);
+        if (st->span == NULL)
+            goto untraced;
+    }
+    Py_DECREF(context);
+    Py_DECREF(request);
+    Py_DECREF(environ);
+    PyObject *response = PyObject_Vectorcall(call, args + 1, 1, NULL);
+    if (response == NULL) {
+        PyObject *exc = take_exception();
+        PyObject *record_args[] = {state, exc == NULL ? Py_None : exc};
+        PyObject *done = owner_call(self, s_record_exception, record_args, 2);
+        if (done == NULL)
+            PyErr_Clear();
+        Py_XDECREF(done);
+        Py_DECREF(state);
+        restore_exception(exc);
+        return NULL;
+    }
+    note_streamed(self, st, response);
+    Py_DECREF(state);
+    return response;
+failed:
+    report(self, "Flask span start");
+untraced:
+    Py_XDECREF(context);
+    Py_XDECREF(request);
+    Py_XDECREF(environ);
+    Py_XDECREF(state);
+    return PyObject_Vectorcall(call, args + 1, 1, NULL);
+python:
+    Py_XDECREF(context);
+    Py_XDECREF(request);
+    Py_XDECREF(environ);
+    Py_XDECREF(state);
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+}
+
+/* -- the type --------------------------------------------------------------------------- */
+
+static PyObject *handler_vectorcall(FlaskHandler *self, PyObject *const *args, size_t nargsf,
+                                    PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (self->enabled && kwnames == NULL) {
+        if (self->kind == 0 && nargs == 4 && PyDict_CheckExact(args[2]))
+            return wsgi_app(self, args, nargsf, kwnames);
+        if (self->kind == 1 && nargs == 2)
+            return dispatch(self, args, nargsf, kwnames);
+    }
+    return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+}
+
+static PyObject *handler_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    int kind;
+    PyObject *fallback;
+    static char *names[] = {"kind", "fallback", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO:FlaskHandler", names, &kind, &fallback))
+        return NULL;
+    if ((kind != 0 && kind != 1) || !PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "FlaskHandler(kind: 0 (wsgi_app) or 1 "
+                                         "(full_dispatch_request), fallback: callable)");
+        return NULL;
+    }
+    FlaskHandler *self = (FlaskHandler *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->kind = kind;
+    self->fallback = Py_NewRef(fallback);
+    self->vectorcall = (vectorcallfunc)handler_vectorcall;
+    return (PyObject *)self;
+}
+
+static int handler_traverse(FlaskHandler *self, visitproc visit, void *arg) {
+    Py_VISIT(self->fallback);
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_VISIT(*config_field(self, i));
+    return 0;
+}
+
+static void clear_config(FlaskHandler *self) {
+    self->enabled = 0;
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_CLEAR(*config_field(self, i));
+}
+
+static int handler_clear(FlaskHandler *self) {
+    clear_config(self);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void handler_dealloc(FlaskHandler *self) {
+    PyObject_GC_UnTrack(self);
+    handler_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* enable(**objects): every name of CONFIG_NAMES, and sampled_flag (keyword only). */
+static PyObject *handler_enable(FlaskHandler *self, PyObject *args, PyObject *kwargs) {
+    if (PyTuple_GET_SIZE(args) != 0 || kwargs == NULL) {
+        PyErr_SetString(PyExc_TypeError, "enable() takes keyword arguments only");
+        return NULL;
+    }
+    PyObject *values[N_FIELDS];
+    for (int i = 0; i < N_FIELDS; i++) {
+        values[i] = PyDict_GetItemString(kwargs, CONFIG_NAMES[i]);
+        if (values[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "enable() needs %s", CONFIG_NAMES[i]);
+            return NULL;
+        }
+    }
+    PyObject *flag = PyDict_GetItemString(kwargs, "sampled_flag");
+    long sampled_flag = flag == NULL ? -1 : PyLong_AsLong(flag);
+    if (sampled_flag == -1) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "enable() needs sampled_flag (an int)");
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(kwargs) != N_FIELDS + 1) {
+        PyErr_SetString(PyExc_TypeError, "enable(): unknown keyword argument");
+        return NULL;
+    }
+    if ((values[4] != Py_None && !PyDict_CheckExact(values[4])) ||
+        !PyDict_CheckExact(values[20]) || !PyTuple_CheckExact(values[17]) ||
+        !PyType_Check(values[7])) {
+        PyErr_SetString(PyExc_TypeError, "enable(): key_names must be a dict or None, "
+                                         "status_codes a dict, quiet_errors a tuple and "
+                                         "state_type a type");
+        return NULL;
+    }
+    if (((PyTypeObject *)values[7])->tp_basicsize != sizeof(RequestState)) {
+        PyErr_SetString(PyExc_TypeError, "enable(): state_type is not _cglue.RequestState");
+        return NULL;
+    }
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_XSETREF(*config_field(self, i), Py_NewRef(values[i]));
+    self->sampled_flag = sampled_flag;
+    self->enabled = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *handler_disable(FlaskHandler *self, PyObject *unused) {
+    clear_config(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *handler_get_enabled(FlaskHandler *self, void *closure) {
+    return PyBool_FromLong(self->enabled);
+}
+
+static PyMethodDef handler_methods[] = {
+    {"enable", (PyCFunction)(void (*)(void))handler_enable, METH_VARARGS | METH_KEYWORDS,
+     "enable(**objects): take the C path with these objects (see the module source)."},
+    {"disable", (PyCFunction)handler_disable, METH_NOARGS,
+     "disable(): every call to fallback."},
+    {NULL},
+};
+
+static PyMemberDef handler_members[] = {
+    {"kind", T_INT, offsetof(FlaskHandler, kind), READONLY, NULL},
+    {"fallback", T_OBJECT, offsetof(FlaskHandler, fallback), READONLY, NULL},
+    {NULL},
+};
+
+static PyGetSetDef handler_getset[] = {
+    {"enabled", (getter)handler_get_enabled, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyTypeObject FlaskHandlerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "opentracing_sls.integrations._cflask.FlaskHandler",
+    .tp_doc = "FlaskHandler(kind, fallback): Flask.wsgi_app's (kind 0) or "
+              "full_dispatch_request's (kind 1) handler; calls fallback alike until enabled.",
+    .tp_basicsize = sizeof(FlaskHandler),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = handler_new,
+    .tp_traverse = (traverseproc)handler_traverse,
+    .tp_clear = (inquiry)handler_clear,
+    .tp_dealloc = (destructor)handler_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(FlaskHandler, vectorcall),
+    .tp_methods = handler_methods,
+    .tp_members = handler_members,
+    .tp_getset = handler_getset,
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "opentracing_sls.integrations._cflask",
+    .m_doc = "The Flask integration's handlers in C (see flask.py).",
+    .m_size = -1,
+};
+
+static int intern(PyObject **slot, const char *text) {
+    *slot = PyUnicode_InternFromString(text);
+    return *slot == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC PyInit__cflask(void) {
+    const char *texts[] = {"tracer", "request", "environ", "url_rule", "rule", "_cextract",
+                           "_extract_python", "start_active_span", "span", "close", "set_tag",
+                           "finish", "response", "is_streamed", "wsgi.version",
+                           "REQUEST_METHOD", "GET", "_end", "_end_failed",
+                           "_record_exception", "_start_span", "_finish_quietly", "get"};
+    PyObject **slots[] = {&s_tracer, &s_request, &s_environ, &s_url_rule, &s_rule,
+                          &s_cextract, &s_extract_python, &s_start_active_span, &s_span, &s_close, &s_set_tag,
+                          &s_finish, &s_response, &s_is_streamed, &s_wsgi_version,
+                          &s_request_method, &s_GET, &s_end, &s_end_failed,
+                          &s_record_exception, &s_start_span, &s_finish_quietly, &s_get};
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        if (intern(slots[i], texts[i]) < 0)
+            return NULL;
+    }
+    k_parent = Py_BuildValue("(ssss)", "child_of", "tags", "start_time", "finish_on_close");
+    k_root = Py_BuildValue("(ssss)", "tags", "start_time", "ignore_active_span",
+                           "finish_on_close");
+    int_500 = PyLong_FromLong(500);
+    if (k_parent == NULL || k_root == NULL || int_500 == NULL)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyType_Ready(&FlaskHandlerType) < 0 ||
+        PyModule_AddObject(module, "FlaskHandler", Py_NewRef(&FlaskHandlerType)) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,95 @@
+/* What the C request handlers (_csend, _cflask) share: reporting our own errors and the
+ * "certainly unsampled" test of unsampled.py. */
+#ifndef OPENTRACING_SLS_HANDLERS_H
+#define OPENTRACING_SLS_HANDLERS_H
+
+#include <Python.h>
+
+#include "../../opentracing_sls/csrc/compat.h"
+
+/* Hands the pending exception to ``report(what, exc)`` (the integration's counter and
+ * rate-limited log); never leaves an error set. */
+static void report_to(PyObject *report, const char *what) {
+    PyObject *exc = take_exception();
+    PyObject *text = PyUnicode_FromString(what);
+    if (exc != NULL && text != NULL) {
+        PyObject *result = PyObject_CallFunctionObjArgs(report, text, exc, NULL);
+        Py_XDECREF(result);
+    }
+    PyErr_Clear();
+    Py_XDECREF(text);
+    Py_XDECREF(exc);
+}
+
+static int attr_true(PyObject *obj, PyObject *name) {
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* unsampled.py's test on a parent context: 1 when it is exactly our SpanContext with ids
+ * and a "not sampled" decision (a child inherits it), 0 if not, -1 on error. */
+static int context_unsampled(PyObject *context, PyObject *context_type, long sampled_flag) {
+    static PyObject *s_flags, *s_deferred, *s_trace_id, *s_span_id;
+    if (s_flags == NULL && ((s_flags = PyUnicode_InternFromString("flags")) == NULL ||
+                            (s_deferred = PyUnicode_InternFromString("sampling_deferred")) ==
+                                NULL ||
+                            (s_trace_id = PyUnicode_InternFromString("trace_id")) == NULL ||
+                            (s_span_id = PyUnicode_InternFromString("span_id")) == NULL))
+        return -1;
+    if ((PyObject *)Py_TYPE(context) != context_type)
+        return 0;
+    PyObject *flags = PyObject_GetAttr(context, s_flags);
+    long value = flags == NULL ? -1 : PyLong_AsLong(flags);
+    Py_XDECREF(flags);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    if (value & sampled_flag)
+        return 0;
+    int deferred = attr_true(context, s_deferred);
+    if (deferred != 0)
+        return deferred < 0 ? -1 : 0;
+    int trace = attr_true(context, s_trace_id);
+    return trace != 1 ? trace : attr_true(context, s_span_id);
+}
+
+/* The tracer's HTTP_HEADERS codec when the tracer is exactly ours and the codec exactly our
+ * CompositeCodec (new reference); NULL without an error when not, with one on failure. The
+ * handlers then call the codec's C hooks themselves, saving two Python frames a call. */
+static PyObject *our_codec(PyObject *tracer, PyObject *tracer_type, PyObject *composite_type,
+                           PyObject *format) {
+    static PyObject *s_codecs;
+    if (s_codecs == NULL && (s_codecs = PyUnicode_InternFromString("codecs")) == NULL)
+        return NULL;
+    if ((PyObject *)Py_TYPE(tracer) != tracer_type)
+        return NULL;
+    PyObject *codecs = PyObject_GetAttr(tracer, s_codecs);
+    if (codecs == NULL)
+        return NULL;
+    PyObject *codec = PyDict_CheckExact(codecs)
+                          ? Py_XNewRef(PyDict_GetItemWithError(codecs, format)) : NULL;
+    Py_DECREF(codecs);
+    if (codec != NULL && (PyObject *)Py_TYPE(codec) != composite_type)
+        Py_CLEAR(codec);
+    return codec;
+}
+
+/* codec.<hook>(a, b) where hook is the C hook attribute of a CompositeCodec: the result,
+ * or NULL with no error when the codec has no such hook. */
+static PyObject *call_hook(PyObject *codec, PyObject *hook_name, PyObject *a, PyObject *b,
+                           Py_ssize_t nargs) {
+    PyObject *hook = PyObject_GetAttr(codec, hook_name);
+    if (hook == NULL || hook == Py_None) {
+        Py_XDECREF(hook);
+        return NULL;
+    }
+    PyObject *args[] = {a, b};
+    PyObject *result = PyObject_Vectorcall(hook, args, nargs, NULL);
+    Py_DECREF(hook);
+    return result;
+}
+
+#endif
