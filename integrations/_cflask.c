@@ -19,8 +19,9 @@
 #include "../opentracing_sls/csrc/compat.h"
 #include "csrc/handlers.h"
 #include "csrc/request_state.h"
+#include "csrc/server_tags.h"
 
-#define N_CONFIG 27
+#define N_CONFIG 30
 
 typedef struct {
     PyObject_HEAD
@@ -43,6 +44,9 @@ typedef struct {
     PyObject *http_headers;
     PyObject *quiet_errors;    /* extract errors that mean "no parent" (tuple) */
     PyObject *server_tags;     /* (environ, method) -> tags */
+    PyObject *server_tag_base; /* see ServerTagConfig */
+    PyObject *server_tag_names;
+    PyObject *ip_kinds;
     PyObject *is_streamed;     /* werkzeug's Response.is_streamed property */
     PyObject *status_codes;    /* flask._STATUS_CODES, status line -> code */
     PyObject *status_code;     /* flask._status_code */
@@ -60,7 +64,8 @@ static const char *CONFIG_NAMES[N_CONFIG] = {
     "new_state", "state_type", "state_key", "excluded", "now", "request_context",
     "tracer_type", "noop_type", "context_type", "composite_type", "http_headers",
     "quiet_errors", "server_tags", "is_streamed", "status_codes", "status_code",
-    "status_tag", "not_handled", "log_server_error", "report", "owner",
+    "status_tag", "not_handled", "log_server_error", "report", "owner", "server_tag_base",
+    "server_tag_names", "ip_kinds",
 };
 
 static PyObject **config_field(FlaskHandler *self, int i) {
@@ -71,7 +76,8 @@ static PyObject **config_field(FlaskHandler *self, int i) {
         &self->tracer_type, &self->noop_type, &self->context_type, &self->composite_type,
         &self->http_headers, &self->quiet_errors, &self->server_tags, &self->is_streamed,
         &self->status_codes, &self->status_code, &self->status_tag, &self->not_handled,
-        &self->log_server_error, &self->report, &self->owner,
+        &self->log_server_error, &self->report, &self->owner, &self->server_tag_base,
+        &self->server_tag_names, &self->ip_kinds,
     };
     return fields[i];
 }
@@ -332,10 +338,15 @@ static int start_span(FlaskHandler *self, RequestState *state, PyObject *environ
     int unsampled = parent == NULL ? -1
                                    : context_unsampled(parent, self->context_type,
                                                        self->sampled_flag);
-    if (unsampled == 0)
-        tags = PyObject_CallFunctionObjArgs(self->server_tags, environ, method, NULL);
-    else if (unsampled > 0)
+    if (unsampled == 0) {
+        ServerTagConfig config = {self->server_tag_base, self->server_tag_names,
+                                  self->ip_kinds};
+        tags = server_tags_fast(&config, environ, method);
+        if (tags == NULL && !PyErr_Occurred())
+            tags = PyObject_CallFunctionObjArgs(self->server_tags, environ, method, NULL);
+    } else if (unsampled > 0) {
         tags = Py_NewRef(Py_None);
+    }
     if (tags != NULL)
         start = PyFloat_FromDouble(state->start);
     if (start != NULL) {
@@ -551,6 +562,12 @@ static PyObject *handler_enable(FlaskHandler *self, PyObject *args, PyObject *kw
                                          "state_type a type");
         return NULL;
     }
+    if (!PyDict_CheckExact(values[27]) || !PyTuple_CheckExact(values[28]) ||
+        PyTuple_GET_SIZE(values[28]) != 4 || !PyDict_CheckExact(values[29])) {
+        PyErr_SetString(PyExc_TypeError, "enable(): server_tag_base and ip_kinds must be "
+                                         "dicts, server_tag_names a tuple of 4");
+        return NULL;
+    }
     if (((PyTypeObject *)values[7])->tp_basicsize != sizeof(RequestState)) {
         PyErr_SetString(PyExc_TypeError, "enable(): state_type is not _cglue.RequestState");
         return NULL;
@@ -608,11 +625,35 @@ static PyTypeObject FlaskHandlerType = {
     .tp_getset = handler_getset,
 };
 
+/* server_tags(base, names, ip_kinds, environ, method): the tags the handler builds in C,
+ * or None where it leaves them to flask._server_tags (for the tests comparing the two). */
+static PyObject *server_tags(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyDict_CheckExact(args[0]) || !PyTuple_CheckExact(args[1]) ||
+        PyTuple_GET_SIZE(args[1]) != 4 || !PyDict_CheckExact(args[2]) ||
+        !PyDict_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "server_tags(base: dict, names: 4-tuple, ip_kinds: "
+                                         "dict, environ: dict, method)");
+        return NULL;
+    }
+    ServerTagConfig config = {args[0], args[1], args[2]};
+    PyObject *tags = server_tags_fast(&config, args[3], args[4]);
+    if (tags == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return tags;
+}
+
+static PyMethodDef module_methods[] = {
+    {"server_tags", (PyCFunction)(void (*)(void))server_tags, METH_FASTCALL,
+     "server_tags(base, names, ip_kinds, environ, method) -> dict | None"},
+    {NULL},
+};
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "opentracing_sls.integrations._cflask",
     .m_doc = "The Flask integration's handlers in C (see flask.py).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 static int intern(PyObject **slot, const char *text) {
@@ -639,7 +680,7 @@ PyMODINIT_FUNC PyInit__cflask(void) {
     k_root = Py_BuildValue("(ssss)", "tags", "start_time", "ignore_active_span",
                            "finish_on_close");
     int_500 = PyLong_FromLong(500);
-    if (k_parent == NULL || k_root == NULL || int_500 == NULL)
+    if (server_tags_init() < 0 || k_parent == NULL || k_root == NULL || int_500 == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)

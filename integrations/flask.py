@@ -208,7 +208,12 @@ class FlaskInstrumentor(Instrumentor):
                 is_streamed=self._is_streamed, status_codes=_STATUS_CODES,
                 status_code=_status_code, status_tag=tagging.HTTP_STATUS_CODE,
                 not_handled=composite._NOT_HANDLED, log_server_error=tagging.log_server_error,
-                report=_report, owner=self, sampled_flag=SAMPLED_FLAG)
+                report=_report, owner=self, sampled_flag=SAMPLED_FLAG,
+                server_tag_base={tagging.SPAN_KIND: tagging.SERVER,
+                                 tagging.COMPONENT: COMPONENT},
+                server_tag_names=(tagging.HTTP_METHOD, tagging.HTTP_URL,
+                                  tagging.PEER_HOSTNAME, tagging.PEER_PORT),
+                ip_kinds=tagging._ip_kind_cache)
 
     # -- handlers (patching.Handler): the original is called exactly once, outside any try
     # -- that could swallow its exceptions; everything of ours around it is guarded.
