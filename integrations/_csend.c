@@ -39,7 +39,8 @@ typedef struct {
     PyObject *client_tags;    /* {span.kind: client, component: requests} */
     PyObject *method_tag;     /* "http.method" */
     PyObject *status_tag;     /* "http.status_code" */
-    PyObject *add_url_tags;   /* (tags, url) -> None */
+    PyObject *url_tags;       /* url -> its http.url and peer tags (cached in url_cache) */
+    PyObject *url_cache;      /* url -> those tags, filled by url_tags */
     PyObject *http_headers;   /* Format.HTTP_HEADERS */
     PyObject *odict_type;     /* collections.OrderedDict */
     PyObject *headers_type;   /* requests.structures.CaseInsensitiveDict */
@@ -53,13 +54,14 @@ typedef struct {
     vectorcallfunc vectorcall;
 } SendHandler;
 
-#define N_CONFIG 23
+#define N_CONFIG 24
 
 static const char *CONFIG_NAMES[N_CONFIG] = {
     "tracer", "opentracing", "suppressed", "own_thread", "forwarded", "tracer_type",
     "noop_type", "context_type", "composite_type", "client_tags", "method_tag",
-    "status_tag", "add_url_tags", "http_headers", "odict_type", "headers_type", "apply_store", "trace_names",
-    "rewrite_stale", "apply", "after", "log_server_error", "report",
+    "status_tag", "url_tags", "url_cache", "http_headers", "odict_type", "headers_type",
+    "apply_store", "trace_names", "rewrite_stale", "apply", "after", "log_server_error",
+    "report",
 };
 
 static PyObject **config_field(SendHandler *self, int i) {
@@ -67,8 +69,8 @@ static PyObject **config_field(SendHandler *self, int i) {
         &self->tracer, &self->opentracing, &self->suppressed, &self->own_thread,
         &self->forwarded, &self->tracer_type, &self->noop_type, &self->context_type,
         &self->composite_type, &self->client_tags, &self->method_tag, &self->status_tag,
-        &self->add_url_tags, &self->http_headers, &self->odict_type, &self->headers_type, &self->apply_store,
-        &self->trace_names, &self->rewrite_stale, &self->apply, &self->after,
+        &self->url_tags, &self->url_cache, &self->http_headers, &self->odict_type,
+        &self->headers_type, &self->apply_store, &self->trace_names, &self->rewrite_stale, &self->apply, &self->after,
         &self->log_server_error, &self->report,
     };
     return fields[i];
@@ -259,12 +261,15 @@ static PyObject *before(SendHandler *self, PyObject *request) {
         if (tags == NULL || PyDict_SetItem(tags, self->method_tag, method) < 0)
             goto failed;
         url = PyObject_GetAttr(request, s_url);
-        PyObject *done = url == NULL ? NULL
-                                     : PyObject_CallFunctionObjArgs(self->add_url_tags, tags,
-                                                                    url, NULL);
-        if (done == NULL)
+        PyObject *url_tags = url == NULL ? NULL : PyDict_GetItemWithError(self->url_cache, url);
+        if (url_tags != NULL)
+            Py_INCREF(url_tags);
+        else if (url != NULL && !PyErr_Occurred())
+            url_tags = PyObject_CallOneArg(self->url_tags, url);
+        int merged = url_tags == NULL ? -1 : PyDict_Merge(tags, url_tags, 1);
+        Py_XDECREF(url_tags);
+        if (merged < 0)
             goto failed;
-        Py_DECREF(done);
         PyObject *args[] = {tracer, method, tags};
         scope = PyObject_VectorcallMethod(s_start_active_span, args, 2, k_tags);
     }
@@ -431,9 +436,10 @@ static PyObject *send_enable(SendHandler *self, PyObject *args, PyObject *kwargs
         PyErr_SetString(PyExc_TypeError, "enable(): unknown keyword argument");
         return NULL;
     }
-    if (!PyDict_CheckExact(values[9]) || !PyTuple_CheckExact(values[17])) {
-        PyErr_SetString(PyExc_TypeError, "enable(): client_tags must be a dict and "
-                                         "trace_names a tuple");
+    if (!PyDict_CheckExact(values[9]) || !PyDict_CheckExact(values[13]) ||
+        !PyTuple_CheckExact(values[18])) {
+        PyErr_SetString(PyExc_TypeError, "enable(): client_tags and url_cache must be dicts "
+                                         "and trace_names a tuple");
         return NULL;
     }
     for (int i = 0; i < N_CONFIG; i++) {

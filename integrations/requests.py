@@ -103,7 +103,8 @@ class RequestsInstrumentor(Instrumentor):
             context_type=SpanContext, composite_type=CompositeCodec, sampled_flag=SAMPLED_FLAG,
             client_tags={tagging.SPAN_KIND: tagging.CLIENT, tagging.COMPONENT: COMPONENT},
             method_tag=tagging.HTTP_METHOD, status_tag=tagging.HTTP_STATUS_CODE,
-            add_url_tags=_add_url_tags, http_headers=_HTTP_HEADERS, odict_type=OrderedDict,
+            url_tags=_url_tags, url_cache=_url_tags_cache, http_headers=_HTTP_HEADERS,
+            odict_type=OrderedDict,
             headers_type=structures.CaseInsensitiveDict, apply_store=_cglue.apply_store,
             trace_names=forwarding._TRACE_CONTEXT_NAMES,
             rewrite_stale=forwarding._rewrite_stale, apply=_apply, after=self._after,
@@ -137,7 +138,7 @@ class RequestsInstrumentor(Instrumentor):
             else:
                 span_tags = {tagging.SPAN_KIND: tagging.CLIENT, tagging.COMPONENT: COMPONENT,
                              tagging.HTTP_METHOD: method}
-                _add_url_tags(span_tags, request.url)
+                span_tags.update(_url_tags(request.url))
                 scope = tracer.start_active_span(method, tags=span_tags)
         except Exception:  # noqa: BLE001
             diagnostics.internal_error(_ERRORS, "starting a requests client span")
@@ -189,6 +190,25 @@ class RequestsInstrumentor(Instrumentor):
 def _report(what: str, exc: BaseException) -> None:
     """An error the C handler caught in our code: counted and logged, never raised."""
     diagnostics.internal_error(_ERRORS, what, exc_info=exc)  # type: ignore[arg-type]
+
+
+# url -> its http.url and peer tags: a service calls a handful of URLs, or many with ids in
+# them, so the cache starts over when full rather than keeping the first ones forever.
+_url_tags_cache: Dict[str, Dict[str, Any]] = {}
+_URL_CACHE_MAX = 1024
+
+
+def _url_tags(url: str) -> Dict[str, Any]:
+    """The tags :func:`_add_url_tags` adds for ``url``, cached (read-only: callers merge)."""
+    tags = _url_tags_cache.get(url) if type(url) is str else None
+    if tags is None:
+        tags = {}
+        _add_url_tags(tags, url)
+        if type(url) is str:
+            if len(_url_tags_cache) >= _URL_CACHE_MAX:
+                _url_tags_cache.clear()
+            _url_tags_cache[url] = tags
+    return tags
 
 
 # scheme://netloc -> the peer tags; services call a handful of hosts, so this stays small.

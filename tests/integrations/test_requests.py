@@ -472,3 +472,26 @@ def test_no_reference_leak_per_call(instrumented):
     gc.collect()
     # A leak per call would show as thousands of objects.
     assert len(gc.get_objects()) <= before + 50
+
+
+def test_url_tags_are_cached_bounded_and_never_shared_mutably(instrumented, monkeypatch):
+    monkeypatch.setattr(ot_requests, "_URL_CACHE_MAX", 3)
+    ot_requests._url_tags_cache.clear()
+    session = requests.Session()
+    session.mount("http://", _Scripted(200))
+    for i in range(5):
+        session.get("http://user:pw@svc.local:8080/items/%d" % i, timeout=1)
+    session.get("http://user:pw@svc.local:8080/items/4", timeout=1)
+    spans = instrumented.reporter.get_spans()
+    assert [s.tags["http.url"] for s in spans] == [
+        "http://svc.local:8080/items/%d" % i for i in (0, 1, 2, 3, 4, 4)]
+    assert all(s.tags["peer.hostname"] == "svc.local" and s.tags["peer.port"] == 8080
+               for s in spans)
+    # Started over when full: at most 3 entries, the latest among them.
+    assert len(ot_requests._url_tags_cache) <= 3
+    assert "http://user:pw@svc.local:8080/items/4" in ot_requests._url_tags_cache
+    cached = ot_requests._url_tags_cache["http://user:pw@svc.local:8080/items/4"]
+    assert cached == {"http.url": "http://svc.local:8080/items/4",
+                      "peer.hostname": "svc.local", "peer.port": 8080}
+    spans[-1].tags["http.url"] = "changed"  # the span's tags are its own copy
+    assert cached["http.url"] == "http://svc.local:8080/items/4"
