@@ -59,7 +59,7 @@ typedef struct {
     vectorcallfunc vectorcall;
 } FlaskHandler;
 
-static const char *CONFIG_NAMES[N_CONFIG] = {
+static const char *const CONFIG_NAMES[N_CONFIG] = {
     "tracer", "opentracing", "suppressed", "forwarded_var", "key_names", "capture",
     "new_state", "state_type", "state_key", "excluded", "now", "request_context",
     "tracer_type", "noop_type", "context_type", "composite_type", "http_headers",
@@ -531,29 +531,10 @@ static void handler_dealloc(FlaskHandler *self) {
 
 /* enable(**objects): every name of CONFIG_NAMES, and sampled_flag (keyword only). */
 static PyObject *handler_enable(FlaskHandler *self, PyObject *args, PyObject *kwargs) {
-    if (PyTuple_GET_SIZE(args) != 0 || kwargs == NULL) {
-        PyErr_SetString(PyExc_TypeError, "enable() takes keyword arguments only");
-        return NULL;
-    }
     PyObject *values[N_FIELDS];
-    for (int i = 0; i < N_FIELDS; i++) {
-        values[i] = PyDict_GetItemString(kwargs, CONFIG_NAMES[i]);
-        if (values[i] == NULL) {
-            PyErr_Format(PyExc_TypeError, "enable() needs %s", CONFIG_NAMES[i]);
-            return NULL;
-        }
-    }
-    PyObject *flag = PyDict_GetItemString(kwargs, "sampled_flag");
-    long sampled_flag = flag == NULL ? -1 : PyLong_AsLong(flag);
-    if (sampled_flag == -1) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "enable() needs sampled_flag (an int)");
+    long sampled_flag;
+    if (read_config(args, kwargs, CONFIG_NAMES, N_FIELDS, values, &sampled_flag) < 0)
         return NULL;
-    }
-    if (PyDict_GET_SIZE(kwargs) != N_FIELDS + 1) {
-        PyErr_SetString(PyExc_TypeError, "enable(): unknown keyword argument");
-        return NULL;
-    }
     if ((values[4] != Py_None && !PyDict_CheckExact(values[4])) ||
         !PyDict_CheckExact(values[20]) || !PyTuple_CheckExact(values[17]) ||
         !PyType_Check(values[7])) {

@@ -56,7 +56,7 @@ typedef struct {
 
 #define N_CONFIG 24
 
-static const char *CONFIG_NAMES[N_CONFIG] = {
+static const char *const CONFIG_NAMES[N_CONFIG] = {
     "tracer", "opentracing", "suppressed", "own_thread", "forwarded", "tracer_type",
     "noop_type", "context_type", "composite_type", "client_tags", "method_tag",
     "status_tag", "url_tags", "url_cache", "http_headers", "odict_type", "headers_type",
@@ -413,29 +413,10 @@ static void send_dealloc(SendHandler *self) {
 /* enable(**objects): every name of CONFIG_NAMES and ``sampled_flag`` (an int), keyword
  * only; the handler takes the fast path from then on. */
 static PyObject *send_enable(SendHandler *self, PyObject *args, PyObject *kwargs) {
-    if (PyTuple_GET_SIZE(args) != 0 || kwargs == NULL) {
-        PyErr_SetString(PyExc_TypeError, "enable() takes keyword arguments only");
-        return NULL;
-    }
     PyObject *values[N_CONFIG];
-    for (int i = 0; i < N_CONFIG; i++) {
-        values[i] = PyDict_GetItemString(kwargs, CONFIG_NAMES[i]);
-        if (values[i] == NULL) {
-            PyErr_Format(PyExc_TypeError, "enable() needs %s", CONFIG_NAMES[i]);
-            return NULL;
-        }
-    }
-    PyObject *flag = PyDict_GetItemString(kwargs, "sampled_flag");
-    long sampled_flag = flag == NULL ? -1 : PyLong_AsLong(flag);
-    if (sampled_flag == -1) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "enable() needs sampled_flag (an int)");
+    long sampled_flag;
+    if (read_config(args, kwargs, CONFIG_NAMES, N_CONFIG, values, &sampled_flag) < 0)
         return NULL;
-    }
-    if (PyDict_GET_SIZE(kwargs) != N_CONFIG + 1) {
-        PyErr_SetString(PyExc_TypeError, "enable(): unknown keyword argument");
-        return NULL;
-    }
     if (!PyDict_CheckExact(values[9]) || !PyDict_CheckExact(values[13]) ||
         !PyTuple_CheckExact(values[18])) {
         PyErr_SetString(PyExc_TypeError, "enable(): client_tags and url_cache must be dicts "

@@ -92,4 +92,34 @@ static PyObject *call_hook(PyObject *codec, PyObject *hook_name, PyObject *a, Py
     return result;
 }
 
+/* enable(**objects)'s keyword arguments: ``values[i]`` (borrowed) for each of the ``count``
+ * ``names``, and ``sampled_flag`` (an int). 0, or -1 with a TypeError naming what is missing,
+ * extra or not an int. */
+static int read_config(PyObject *args, PyObject *kwargs, const char *const *names, int count,
+                       PyObject **values, long *sampled_flag) {
+    if (PyTuple_GET_SIZE(args) != 0 || kwargs == NULL) {
+        PyErr_SetString(PyExc_TypeError, "enable() takes keyword arguments only");
+        return -1;
+    }
+    for (int i = 0; i < count; i++) {
+        values[i] = PyDict_GetItemString(kwargs, names[i]);
+        if (values[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "enable() needs %s", names[i]);
+            return -1;
+        }
+    }
+    PyObject *flag = PyDict_GetItemString(kwargs, "sampled_flag");
+    *sampled_flag = flag == NULL ? -1 : PyLong_AsLong(flag);
+    if (*sampled_flag == -1) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "enable() needs sampled_flag (an int)");
+        return -1;
+    }
+    if (PyDict_GET_SIZE(kwargs) != count + 1) {
+        PyErr_SetString(PyExc_TypeError, "enable(): unknown keyword argument");
+        return -1;
+    }
+    return 0;
+}
+
 #endif

@@ -83,3 +83,20 @@ def spans(tracer):
         assert len(names) == len(set(names)), names
         return {record.operation_name: record for record in records}
     return by_name
+
+
+@pytest.fixture
+def object_growth() -> Any:
+    """``object_growth(run, warm, measured)``: how many more objects the garbage collector
+    tracks after ``run(measured)`` than before it (``run(warm)`` first fills the caches). A
+    reference leak per call shows as thousands."""
+    import gc
+
+    def measure(run: Any, warm: int, measured: int) -> int:
+        run(warm)
+        gc.collect()
+        before = len(gc.get_objects())
+        run(measured)
+        gc.collect()
+        return len(gc.get_objects()) - before
+    return measure

@@ -547,8 +547,7 @@ def test_a_failing_extract_of_our_tracer_is_counted_and_the_span_is_a_root(trace
     assert span.trace_id != 0x463ac35c9f6413ad
 
 
-def test_no_reference_leak_per_request(instrumented):
-    import gc
+def test_no_reference_leak_per_request(instrumented, object_growth):
     import io
     import sys
 
@@ -577,10 +576,4 @@ def test_no_reference_leak_per_request(instrumented):
                 body.close()
         instrumented.reporter.clear()
 
-    requests_(30)
-    gc.collect()
-    before = len(gc.get_objects())
-    requests_(200)
-    gc.collect()
-    # A leak per request would show as thousands of objects.
-    assert len(gc.get_objects()) <= before + 50
+    assert object_growth(requests_, 30, 200) <= 50

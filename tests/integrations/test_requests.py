@@ -447,9 +447,7 @@ def test_headers_other_than_requests_own_mapping(instrumented):
                                                                         span.span_id))
 
 
-def test_no_reference_leak_per_call(instrumented):
-    import gc
-
+def test_no_reference_leak_per_call(instrumented, object_growth):
     session = requests.Session()
     session.mount("http://", _Scripted(200))
     ok = _Scripted(exc=requests.exceptions.ConnectionError)
@@ -465,13 +463,7 @@ def test_no_reference_leak_per_call(instrumented):
         ok.sent.clear()
         session.adapters["http://"].sent.clear()
 
-    calls(50)
-    gc.collect()
-    before = len(gc.get_objects())
-    calls(300)
-    gc.collect()
-    # A leak per call would show as thousands of objects.
-    assert len(gc.get_objects()) <= before + 50
+    assert object_growth(calls, 50, 300) <= 50
 
 
 def test_url_tags_are_cached_bounded_and_never_shared_mutably(instrumented, monkeypatch):
