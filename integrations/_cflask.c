@@ -245,13 +245,13 @@ static PyObject *wsgi_app(FlaskHandler *self, PyObject *const *args, size_t narg
         return PyObject_Vectorcall(call, args + 1, 3, NULL);
     }
     RequestState *st = (RequestState *)state;
-    /* The forwarded-headers variable is set only when it changes something (2 k
-     * instructions): headers to forward, or some forwarded around this request. */
+    /* Outgoing calls find the forwarded headers in the state (forwarding.current); the
+     * variable is set only when headers carry()'d around this request would hide them. */
     PyContextToken *token = NULL;
     PyObject *outer = NULL;
-    if (st->forwarded == Py_None && PyContextVar_Get(self->forwarded_var, NULL, &outer) < 0) {
+    if (PyContextVar_Get(self->forwarded_var, NULL, &outer) < 0) {
         report(self, "Flask request set-up");
-    } else if (st->forwarded != Py_None || (outer != NULL && outer != Py_None)) {
+    } else if (outer != NULL && outer != Py_None) {
         token = (PyContextToken *)PyContextVar_Set(self->forwarded_var, st->forwarded);
         if (token == NULL)
             report(self, "Flask request set-up");

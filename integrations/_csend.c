@@ -30,7 +30,8 @@ typedef struct {
     PyObject *opentracing;    /* the opentracing module */
     PyObject *suppressed;     /* ContextVar: suppress_instrumentation() is active */
     PyObject *own_thread;     /* () -> bool: the calling thread is one of ours */
-    PyObject *forwarded;      /* () -> the headers to forward, or None */
+    PyObject *forwarded;      /* FORWARDED.get: carry()'d headers, or None */
+    PyObject *request_source; /* forwarding.REQUEST_SOURCE: [context variable, environ key] */
     PyObject *tracer_type;    /* our Tracer: the unsampled shortcut applies */
     PyObject *noop_type;      /* opentracing.Tracer: keeps nothing */
     PyObject *context_type;   /* our SpanContext */
@@ -54,14 +55,14 @@ typedef struct {
     vectorcallfunc vectorcall;
 } SendHandler;
 
-#define N_CONFIG 24
+#define N_CONFIG 25
 
 static const char *const CONFIG_NAMES[N_CONFIG] = {
     "tracer", "opentracing", "suppressed", "own_thread", "forwarded", "tracer_type",
     "noop_type", "context_type", "composite_type", "client_tags", "method_tag",
     "status_tag", "url_tags", "url_cache", "http_headers", "odict_type", "headers_type",
     "apply_store", "trace_names", "rewrite_stale", "apply", "after", "log_server_error",
-    "report",
+    "report", "request_source",
 };
 
 static PyObject **config_field(SendHandler *self, int i) {
@@ -71,14 +72,15 @@ static PyObject **config_field(SendHandler *self, int i) {
         &self->composite_type, &self->client_tags, &self->method_tag, &self->status_tag,
         &self->url_tags, &self->url_cache, &self->http_headers, &self->odict_type,
         &self->headers_type, &self->apply_store, &self->trace_names, &self->rewrite_stale, &self->apply, &self->after,
-        &self->log_server_error, &self->report,
+        &self->log_server_error, &self->report, &self->request_source,
     };
     return fields[i];
 }
 
 static PyObject *s_tracer, *s_method, *s_url, *s_headers, *s_store, *s_span, *s_context,
     *s_scope_manager, *s_active, *s_start_active_span, *s_inject, *s_cinject,
-    *s_inject_python, *s_history, *s_status_code, *s_set_tag, *s_close,
+    *s_inject_python, *s_history, *s_status_code, *s_set_tag, *s_close, *s_request,
+    *s_environ, *s_forwarded,
     *s_own_key, *s_GET, *k_tags, *int_500;
 
 static void report(SendHandler *self, const char *what) {
@@ -206,6 +208,43 @@ static PyObject *inject(SendHandler *self, PyObject *tracer, PyObject *context,
     return result;
 }
 
+/* forwarding.current(): carry()'s headers, else those of the Flask request being handled,
+ * found through its request context; a context that is not Flask's reads as none. */
+static PyObject *current_forwarded(SendHandler *self) {
+    PyObject *headers = PyObject_CallNoArgs(self->forwarded);
+    PyObject *source = self->request_source;
+    if (headers != Py_None || PyList_GET_SIZE(source) != 2 ||
+        PyList_GET_ITEM(source, 0) == Py_None)
+        return headers;
+    /* Held: the attribute reads below may run Python code that changes the list. */
+    PyObject *variable = Py_NewRef(PyList_GET_ITEM(source, 0));
+    PyObject *key = Py_NewRef(PyList_GET_ITEM(source, 1));
+    PyObject *context = NULL, *request = NULL, *environ = NULL, *state = NULL;
+    if (PyContextVar_Get(variable, Py_None, &context) < 0) {
+        Py_DECREF(variable);
+        Py_DECREF(key);
+        Py_DECREF(headers);
+        return NULL;
+    }
+    if (context != Py_None) {
+        request = PyObject_GetAttr(context, s_request);
+        environ = request == NULL ? NULL : PyObject_GetAttr(request, s_environ);
+        state = environ == NULL || !PyDict_Check(environ)
+                    ? NULL : Py_XNewRef(PyDict_GetItemWithError(environ, key));
+        PyObject *found = state == NULL ? NULL : PyObject_GetAttr(state, s_forwarded);
+        if (found != NULL)
+            Py_SETREF(headers, found);
+        PyErr_Clear(); /* as forwarding.current: nothing to forward */
+    }
+    Py_XDECREF(state);
+    Py_XDECREF(environ);
+    Py_XDECREF(request);
+    Py_DECREF(context);
+    Py_DECREF(variable);
+    Py_DECREF(key);
+    return headers;
+}
+
 /* The trace headers of ``scope``'s span and the forwarded ones onto the request; errors are
  * reported, as the Python handler's two guarded blocks do. */
 static void add_headers(SendHandler *self, PyObject *tracer, PyObject *scope,
@@ -224,7 +263,7 @@ static void add_headers(SendHandler *self, PyObject *tracer, PyObject *scope,
     Py_XDECREF(context);
     Py_XDECREF(span);
     PyObject *headers = PyObject_GetAttr(request, s_headers);
-    PyObject *forwarded = headers == NULL ? NULL : PyObject_CallNoArgs(self->forwarded);
+    PyObject *forwarded = headers == NULL ? NULL : current_forwarded(self);
     if (forwarded == NULL || apply_headers(self, headers, injected, forwarded) < 0)
         report(self, "adding headers to a requests call");
     Py_XDECREF(forwarded);
@@ -418,9 +457,9 @@ static PyObject *send_enable(SendHandler *self, PyObject *args, PyObject *kwargs
     if (read_config(args, kwargs, CONFIG_NAMES, N_CONFIG, values, &sampled_flag) < 0)
         return NULL;
     if (!PyDict_CheckExact(values[9]) || !PyDict_CheckExact(values[13]) ||
-        !PyTuple_CheckExact(values[18])) {
-        PyErr_SetString(PyExc_TypeError, "enable(): client_tags and url_cache must be dicts "
-                                         "and trace_names a tuple");
+        !PyTuple_CheckExact(values[18]) || !PyList_CheckExact(values[24])) {
+        PyErr_SetString(PyExc_TypeError, "enable(): client_tags and url_cache must be dicts, "
+                                         "trace_names a tuple and request_source a list");
         return NULL;
     }
     for (int i = 0; i < N_CONFIG; i++) {
@@ -502,6 +541,8 @@ PyMODINIT_FUNC PyInit__csend(void) {
         intern(&s_status_code, "status_code") < 0 || intern(&s_set_tag, "set_tag") < 0 ||
         intern(&s_close, "close") < 0 ||
         intern(&s_own_key, "opentracing_sls.integrations.own_thread") < 0 ||
+        intern(&s_request, "request") < 0 || intern(&s_environ, "environ") < 0 ||
+        intern(&s_forwarded, "forwarded") < 0 ||
         intern(&s_GET, "GET") < 0)
         return NULL;
     if ((k_tags = Py_BuildValue("(s)", "tags")) == NULL || (int_500 = PyLong_FromLong(500)) == NULL)

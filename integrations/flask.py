@@ -179,6 +179,10 @@ class FlaskInstrumentor(Instrumentor):
         # Anything else there (another Flask) leaves the public proxy in use.
         context = getattr(getattr(flask, "globals", None), "_cv_request", None)
         self._request_context = context if type(context) is contextvars.ContextVar else None
+        if self._request_context is not None:
+            # Outgoing calls find the request's forwarded headers through its context from now
+            # on (also after uninstrument: requests then simply have no state of ours).
+            forwarding.REQUEST_SOURCE[:] = [self._request_context, STATE_KEY]
         self._is_streamed = getattr(getattr(flask, "Response", None), "is_streamed", None)
         wsgi_app, dispatch = self._handlers or (self._wsgi_app, self._full_dispatch_request)
         return [("flask", "Flask.wsgi_app", wsgi_app),
@@ -233,11 +237,12 @@ class FlaskInstrumentor(Instrumentor):
         if state is _EXCLUDED:
             with suppress_instrumentation():
                 return call(app, environ, start_response)
-        # Setting and resetting the variable costs 2 k instructions: skipped when it would
-        # change nothing (no header to forward, none forwarded around this request).
+        # Outgoing calls find the forwarded headers in the state through Flask's request
+        # context (forwarding.current); the variable is set only where they could not: an
+        # older Flask, or headers carry()'d around this request that would hide them.
         forwarded = state.forwarded
-        token = None if forwarded is None and _get_forwarded() is None else \
-            _set_forwarded(forwarded)
+        token = _set_forwarded(forwarded) if _get_forwarded() is not None or (
+            forwarded is not None and self._request_context is None) else None
         try:
             result = call(app, environ, state)
         except BaseException as exc:

@@ -3,8 +3,9 @@
 In a mesh a trace only stitches together if each service copies the tracing headers of the
 request it is handling onto the requests it makes (b3-istio-bookinfo.md section 5). The
 Flask integration captures the listed headers when a request arrives (:class:`ForwardList`)
-and makes them current for the request's duration (:func:`carry`); the requests integration
-adds them to every outgoing call (:func:`apply`).
+and keeps them in the request's state; :func:`current` finds them there through Flask's
+request context (or in :data:`FORWARDED`, which :func:`carry` sets for other frameworks and
+threads), and the requests integration adds them to every outgoing call (:func:`apply`).
 
 Trace-context headers (B3 and W3C) are special: the tracer writes its own, with the client
 span's ids, so the sidecar's span and the application's agree. A copy of such a header the
@@ -45,9 +46,16 @@ _cglue = _accel.load("integrations._cglue")
 _capture = None if _cglue is None else _cglue.capture
 _apply_store = None if _cglue is None else _cglue.apply_store
 
-#: The headers captured from the request being handled (name -> value), if any.
+#: Headers made current explicitly (name -> value; empty: none), or None: then the request
+#: being handled has them (:data:`REQUEST_SOURCE`).
 FORWARDED: contextvars.ContextVar[Optional[Dict[str, str]]] = contextvars.ContextVar(
     "opentracing_sls_forwarded_headers", default=None)
+
+#: ``[request context variable, environ key]``: where the Flask integration keeps the state
+#: of the request being handled, whose ``forwarded`` attribute has its captured headers
+#: (``[None, None]`` until Flask is patched). Reading them there instead of setting
+#: FORWARDED for every request saves a context variable's set and reset (2.4 k instructions).
+REQUEST_SOURCE: List[Any] = [None, None]
 
 
 def _environ_key(name: str) -> str:
@@ -108,15 +116,28 @@ class ForwardList:
         return found
 
 
-#: The headers captured from the request being handled, if any.
-current = FORWARDED.get
+def current() -> Optional[Dict[str, str]]:
+    """The headers to forward from here: :func:`carry`'s, else the Flask request's, if any."""
+    headers = FORWARDED.get()
+    if headers is None:
+        variable, key = REQUEST_SOURCE
+        if variable is not None:
+            context = variable.get(None)
+            if context is not None:
+                try:
+                    state = context.request.environ.get(key)
+                except Exception:  # noqa: BLE001 - not Flask's request context after all
+                    return None
+                headers = getattr(state, "forwarded", None)
+    return headers
 
 
 @contextlib.contextmanager
 def carry(headers: Optional[Mapping[str, str]]) -> Iterator[None]:
     """Makes ``headers`` (name -> value) the ones forwarded by outgoing ``requests`` calls in
     this block: for frameworks other than Flask, or work handed to another thread."""
-    token = FORWARDED.set({k.lower(): v for k, v in headers.items()} if headers else None)
+    # Empty, not None: None would let the request's own headers through.
+    token = FORWARDED.set({k.lower(): v for k, v in headers.items()} if headers else {})
     try:
         yield
     finally:

@@ -99,7 +99,8 @@ class RequestsInstrumentor(Instrumentor):
         handler.enable(
             tracer=self.tracer, opentracing=opentracing,
             suppressed=suppression._suppressed, own_thread=suppression.own_thread,
-            forwarded=_forwarded, tracer_type=Tracer, noop_type=opentracing.Tracer,
+            forwarded=forwarding.FORWARDED.get, request_source=forwarding.REQUEST_SOURCE,
+            tracer_type=Tracer, noop_type=opentracing.Tracer,
             context_type=SpanContext, composite_type=CompositeCodec, sampled_flag=SAMPLED_FLAG,
             client_tags={tagging.SPAN_KIND: tagging.CLIENT, tagging.COMPONENT: COMPONENT},
             method_tag=tagging.HTTP_METHOD, status_tag=tagging.HTTP_STATUS_CODE,

@@ -26,6 +26,21 @@ def _clean_instrumentation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     integrations.disable_log_correlation()
 
 
+@pytest.fixture(autouse=True, params=["c", "python"])
+def handler_path(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every integration test runs twice: through the C request handlers (when built) and
+    through the Python ones, which are the reference."""
+    from opentracing_sls.integrations import flask as ot_flask
+    from opentracing_sls.integrations import requests as ot_requests
+
+    if request.param == "python":
+        monkeypatch.setattr(ot_flask._instrumentor, "_handlers", None)
+        monkeypatch.setattr(ot_requests._instrumentor, "_handler", None)
+    elif ot_flask._instrumentor._handlers is None or ot_requests._instrumentor._handler is None:
+        pytest.skip("the C handlers are not built (or OPENTRACING_SLS_PURE_PYTHON is set)")
+    return request.param
+
+
 @pytest.fixture
 def tracer():
     """Our tracer with an in-memory reporter, installed as the global tracer."""

@@ -21,17 +21,6 @@ from opentracing_sls.testing import make_test_tracer
 ORIGINAL_WSGI_APP = Flask.wsgi_app
 
 
-@pytest.fixture(autouse=True, params=["c", "python"])
-def flask_path(request, monkeypatch):
-    """Every test runs twice: through the C handlers (when built) and the Python ones, which
-    are the reference."""
-    if request.param == "python":
-        monkeypatch.setattr(ot_flask._instrumentor, "_handlers", None)
-    elif ot_flask._instrumentor._handlers is None:
-        pytest.skip("the C Flask handlers are not built (or OPENTRACING_SLS_PURE_PYTHON is set)")
-    return request.param
-
-
 def make_app() -> Flask:
     app = Flask("products")
 
@@ -511,8 +500,8 @@ def test_wsgi_headers_carrier_and_request_url():
     assert request_url(environ) == "https://example:8443/a%20b?q=1"
 
 
-def test_the_c_handlers_run_only_where_they_match_the_python_ones(flask_path, tracer):
-    if flask_path == "python":
+def test_the_c_handlers_run_only_where_they_match_the_python_ones(handler_path, tracer):
+    if handler_path == "python":
         pytest.skip("about the C handlers' switching; the Python handlers have none")
     handlers = ot_flask._instrumentor._handlers
     ot_flask.instrument()

@@ -246,3 +246,85 @@ def test_carry_for_other_frameworks(instrumented, serve):
         seen = requests.get(reviews.url("/reviews/1"), timeout=5).json()
     assert seen["x-request-id"] == "from-django"
     assert ot_flask.is_instrumented()
+
+
+def _forwarder_app(reviews_url: str) -> Flask:
+    """Calls reviews plainly, inside carry(...) and from a thread given the request context."""
+    import threading
+
+    import flask
+
+    app = Flask("forwarder")
+
+    @app.route("/plain")
+    def plain():
+        return requests.get(reviews_url + "/reviews/1", timeout=5).json()
+
+    @app.route("/carried")
+    def carried():
+        with forwarding.carry({"X-Request-Id": "carried"}):
+            return requests.get(reviews_url + "/reviews/1", timeout=5).json()
+
+    @app.route("/nothing")
+    def nothing():
+        with forwarding.carry({}):
+            return requests.get(reviews_url + "/reviews/1", timeout=5).json()
+
+    @app.route("/thread")
+    def thread():
+        seen = {}
+
+        @flask.copy_current_request_context
+        def call():
+            seen.update(requests.get(reviews_url + "/reviews/1", timeout=5).json())
+        worker = threading.Thread(target=call)
+        worker.start()
+        worker.join(10)
+        return seen
+
+    return app
+
+
+def test_carry_inside_a_request_and_a_thread_with_its_context(instrumented, serve):
+    reviews = serve(_reviews_app())
+    client = _forwarder_app(reviews.url()).test_client()
+    headers = {"x-request-id": "incoming", "end-user": "jason"}
+    seen = client.get("/plain", headers=headers).get_json()
+    assert seen["x-request-id"] == "incoming" and seen["end-user"] == "jason"
+    seen = client.get("/carried", headers=headers).get_json()
+    assert seen["x-request-id"] == "carried" and "end-user" not in seen
+    seen = client.get("/nothing", headers=headers).get_json()  # carry({}): forward none
+    assert "x-request-id" not in seen and "end-user" not in seen
+    seen = client.get("/thread", headers=headers).get_json()
+    assert seen["x-request-id"] == "incoming" and seen["end-user"] == "jason"
+
+
+def test_headers_carried_around_a_request_do_not_hide_its_own(instrumented, serve):
+    reviews = serve(_reviews_app())
+    client = _forwarder_app(reviews.url()).test_client()
+    with forwarding.carry({"x-request-id": "outer", "end-user": "outer"}):
+        seen = client.get("/plain", headers={"x-request-id": "inner"}).get_json()
+        assert seen["x-request-id"] == "inner" and "end-user" not in seen
+        seen = client.get("/plain").get_json()  # a request without any: none forwarded
+        assert "x-request-id" not in seen and "end-user" not in seen
+        # Outside the requests, the carried ones again.
+        assert requests.get(reviews.url("/reviews/1"), timeout=5).json()["end-user"] == "outer"
+
+
+def test_without_flasks_request_context_variable_the_headers_still_go(tracer, serve,
+                                                                      monkeypatch):
+    # As with a Flask older than 2.2: the handlers make the headers current themselves.
+    integrations.instrument()
+    saved = list(forwarding.REQUEST_SOURCE)
+    forwarding.REQUEST_SOURCE[:] = [None, None]  # the list itself: the C handler holds it
+    try:
+        monkeypatch.setattr(ot_flask._instrumentor, "_request_context", None)
+        ot_flask._instrumentor._state_changed()
+        if ot_flask._instrumentor._handlers is not None:
+            assert not any(handler.enabled for handler in ot_flask._instrumentor._handlers)
+        reviews = serve(_reviews_app())
+        client = _forwarder_app(reviews.url()).test_client()
+        seen = client.get("/plain", headers={"x-request-id": "incoming"}).get_json()
+        assert seen["x-request-id"] == "incoming"
+    finally:
+        forwarding.REQUEST_SOURCE[:] = saved

@@ -46,17 +46,6 @@ class EchoApp:
         return [b"ok"]
 
 
-@pytest.fixture(autouse=True, params=["c", "python"])
-def send_path(request, monkeypatch):
-    """Every test runs twice: through the C send handler (when built) and the Python one,
-    which is the reference."""
-    if request.param == "python":
-        monkeypatch.setattr(ot_requests._instrumentor, "_handler", None)
-    elif ot_requests._instrumentor._handler is None:
-        pytest.skip("the C send handler is not built (or OPENTRACING_SLS_PURE_PYTHON is set)")
-    return request.param
-
-
 @pytest.fixture
 def echo(serve):
     app = EchoApp()
@@ -308,10 +297,10 @@ def test_client_span_duration_covers_the_call(instrumented, serve):
     assert span.duration >= 50_000
 
 
-def test_the_c_handler_runs_only_where_it_matches_the_python_one(send_path, tracer):
+def test_the_c_handler_runs_only_where_it_matches_the_python_one(handler_path, tracer):
     ot_requests.instrument()
     handler = ot_requests._instrumentor._handler
-    if send_path == "python":
+    if handler_path == "python":
         pytest.skip("about the C handler's switching; the Python handler has none")
     assert handler.enabled
     # Hooks and exclusions are the Python handler's alone.
