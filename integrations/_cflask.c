@@ -23,11 +23,12 @@
 
 #define N_CONFIG 30
 
+/* What enable() was given: made once, never changed, and held by each request for its
+ * whole duration, so an enable() or disable() from inside a request (a view calling
+ * uninstrument()) cannot pull objects from under it. */
 typedef struct {
     PyObject_HEAD
-    int kind;
-    int enabled;
-    PyObject *fallback;
+    PyObject *fallback;        /* the handler's, for the turns the Python method takes */
     PyObject *tracer;          /* the configured tracer, or None for opentracing.tracer */
     PyObject *opentracing;
     PyObject *suppressed;      /* ContextVar: suppress_instrumentation() */
@@ -56,6 +57,13 @@ typedef struct {
     PyObject *report;
     PyObject *owner;           /* the FlaskInstrumentor: its methods for the rare turns */
     long sampled_flag;
+} FlaskConfig;
+
+typedef struct {
+    PyObject_HEAD
+    int kind;
+    PyObject *fallback;
+    FlaskConfig *config; /* NULL: disabled */
     vectorcallfunc vectorcall;
 } FlaskHandler;
 
@@ -68,7 +76,7 @@ static const char *const CONFIG_NAMES[N_CONFIG] = {
     "server_tag_names", "ip_kinds",
 };
 
-static PyObject **config_field(FlaskHandler *self, int i) {
+static PyObject **config_field(FlaskConfig *self, int i) {
     PyObject **fields[N_CONFIG] = {
         &self->tracer, &self->opentracing, &self->suppressed, &self->forwarded_var,
         &self->key_names, &self->capture, &self->new_state, &self->state_type,
@@ -90,12 +98,12 @@ static PyObject *s_tracer, *s_request, *s_environ, *s_url_rule, *s_rule, *s_cext
     *s_record_exception, *s_start_span, *s_finish_quietly, *s_get, *k_parent, *k_root,
     *int_500;
 
-static void report(FlaskHandler *self, const char *what) {
+static void report(FlaskConfig *self, const char *what) {
     report_to(self->report, what);
 }
 
 /* owner.<name>(*args): the Python method for a rare turn. */
-static PyObject *owner_call(FlaskHandler *self, PyObject *name, PyObject *const *args,
+static PyObject *owner_call(FlaskConfig *self, PyObject *name, PyObject *const *args,
                             Py_ssize_t nargs) {
     PyObject *stack[5];
     stack[0] = self->owner;
@@ -108,7 +116,7 @@ static PyObject *owner_call(FlaskHandler *self, PyObject *name, PyObject *const 
 
 /* The request's state, stored in environ; NULL with no error when the request is to be
  * handed to the Python handler (suppressed), NULL with an error on failure. */
-static PyObject *new_request(FlaskHandler *self, PyObject *environ,
+static PyObject *new_request(FlaskConfig *self, PyObject *environ,
                              PyObject *start_response) {
     PyObject *value;
     if (PyContextVar_Get(self->suppressed, NULL, &value) < 0)
@@ -147,7 +155,7 @@ static PyObject *new_request(FlaskHandler *self, PyObject *environ,
 }
 
 /* _finish for a state with a span: the status tag, a 5xx error, span.finish(). */
-static int finish(FlaskHandler *self, RequestState *state) {
+static int finish(FlaskConfig *self, RequestState *state) {
     if (state->finished || state->span == NULL)
         return 0;
     state->finished = 1;
@@ -193,7 +201,7 @@ static int finish(FlaskHandler *self, RequestState *state) {
 
 /* _end: the span is done with the response unless the body streams (then the Python
  * _end wraps it) or no span started (the Python _end starts one). */
-static PyObject *end(FlaskHandler *self, RequestState *state, PyObject *result,
+static PyObject *end(FlaskConfig *self, RequestState *state, PyObject *result,
                      PyObject *environ) {
     if (state->span == NULL || state->streamed) {
         PyObject *args[] = {(PyObject *)state, result, environ};
@@ -228,7 +236,7 @@ static PyObject *end(FlaskHandler *self, RequestState *state, PyObject *result,
     return result;
 }
 
-static PyObject *wsgi_app(FlaskHandler *self, PyObject *const *args, size_t nargsf,
+static PyObject *wsgi_app(FlaskConfig *self, PyObject *const *args, size_t nargsf,
                           PyObject *kwnames) {
     PyObject *call = args[0], *environ = args[2], *start_response = args[3];
     int handled = PyDict_Contains(environ, self->state_key);
@@ -285,7 +293,7 @@ static PyObject *wsgi_app(FlaskHandler *self, PyObject *const *args, size_t narg
 /* environ_carrier's test: our tracer with its own codec reads the environ itself. The
  * codec (new reference) when so, NULL without an error when not (the Python _start_span
  * then runs, with a WSGIHeaders view), NULL with one on failure. */
-static PyObject *environ_codec(FlaskHandler *self, PyObject *tracer, PyObject *environ) {
+static PyObject *environ_codec(FlaskConfig *self, PyObject *tracer, PyObject *environ) {
     if ((PyObject *)Py_TYPE(tracer) != self->tracer_type)
         return NULL;
     int has = PyDict_Contains(environ, s_wsgi_version);
@@ -295,7 +303,7 @@ static PyObject *environ_codec(FlaskHandler *self, PyObject *tracer, PyObject *e
 }
 
 /* CompositeCodec.extract(environ) without its frame (nor Tracer.extract's). */
-static PyObject *extract(FlaskHandler *self, PyObject *codec, PyObject *environ) {
+static PyObject *extract(FlaskConfig *self, PyObject *codec, PyObject *environ) {
     PyObject *context = call_hook(codec, s_cextract, environ, NULL, 1);
     if (context != NULL && context != self->not_handled)
         return context;
@@ -308,7 +316,7 @@ static PyObject *extract(FlaskHandler *self, PyObject *codec, PyObject *environ)
 
 /* _start_span for a matched route and our tracer reading the environ: 1 started, 0 when
  * the Python _start_span is to do it, -1 on error. */
-static int start_span(FlaskHandler *self, RequestState *state, PyObject *environ,
+static int start_span(FlaskConfig *self, RequestState *state, PyObject *environ,
                       PyObject *request) {
     PyObject *tracer = state->tracer;
     PyObject *codec = environ_codec(self, tracer, environ);
@@ -377,7 +385,7 @@ static int start_span(FlaskHandler *self, RequestState *state, PyObject *environ
 
 /* state.streamed as the Python twin decides it (werkzeug's is_streamed, without its
  * property call for a list body). */
-static void note_streamed(FlaskHandler *self, RequestState *state, PyObject *response) {
+static void note_streamed(FlaskConfig *self, RequestState *state, PyObject *response) {
     PyObject *body = PyObject_GetAttr(response, s_response);
     int streamed = -1;
     if (body != NULL && PyList_CheckExact(body)) {
@@ -398,7 +406,7 @@ static void note_streamed(FlaskHandler *self, RequestState *state, PyObject *res
     state->streamed = (char)streamed;
 }
 
-static PyObject *dispatch(FlaskHandler *self, PyObject *const *args, size_t nargsf,
+static PyObject *dispatch(FlaskConfig *self, PyObject *const *args, size_t nargsf,
                           PyObject *kwnames) {
     PyObject *call = args[0];
     PyObject *context = NULL, *request = NULL, *environ = NULL, *state = NULL;
@@ -475,11 +483,17 @@ python:
 static PyObject *handler_vectorcall(FlaskHandler *self, PyObject *const *args, size_t nargsf,
                                     PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (self->enabled && kwnames == NULL) {
-        if (self->kind == 0 && nargs == 4 && PyDict_CheckExact(args[2]))
-            return wsgi_app(self, args, nargsf, kwnames);
-        if (self->kind == 1 && nargs == 2)
-            return dispatch(self, args, nargsf, kwnames);
+    FlaskConfig *config = self->config;
+    if (config != NULL && kwnames == NULL) {
+        PyObject *result = NULL;
+        int fast = self->kind == 0 ? nargs == 4 && PyDict_CheckExact(args[2]) : nargs == 2;
+        if (fast) {
+            Py_INCREF(config);
+            result = self->kind == 0 ? wsgi_app(config, args, nargsf, kwnames)
+                                     : dispatch(config, args, nargsf, kwnames);
+            Py_DECREF(config);
+            return result;
+        }
     }
     return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
 }
@@ -506,19 +520,12 @@ static PyObject *handler_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
 
 static int handler_traverse(FlaskHandler *self, visitproc visit, void *arg) {
     Py_VISIT(self->fallback);
-    for (int i = 0; i < N_FIELDS; i++)
-        Py_VISIT(*config_field(self, i));
+    Py_VISIT(self->config);
     return 0;
 }
 
-static void clear_config(FlaskHandler *self) {
-    self->enabled = 0;
-    for (int i = 0; i < N_FIELDS; i++)
-        Py_CLEAR(*config_field(self, i));
-}
-
 static int handler_clear(FlaskHandler *self) {
-    clear_config(self);
+    Py_CLEAR(self->config);
     Py_CLEAR(self->fallback);
     return 0;
 }
@@ -528,6 +535,37 @@ static void handler_dealloc(FlaskHandler *self) {
     handler_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
+
+static int config_traverse(FlaskConfig *self, visitproc visit, void *arg) {
+    Py_VISIT(self->fallback);
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_VISIT(*config_field(self, i));
+    return 0;
+}
+
+static int config_clear(FlaskConfig *self) {
+    Py_CLEAR(self->fallback);
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_CLEAR(*config_field(self, i));
+    return 0;
+}
+
+static void config_dealloc(FlaskConfig *self) {
+    PyObject_GC_UnTrack(self);
+    config_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject FlaskConfigType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "opentracing_sls.integrations._cflask.FlaskConfig",
+    .tp_doc = "The objects a FlaskHandler was enabled with (made by enable()).",
+    .tp_basicsize = sizeof(FlaskConfig),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)config_traverse,
+    .tp_clear = (inquiry)config_clear,
+    .tp_dealloc = (destructor)config_dealloc,
+};
 
 /* enable(**objects): every name of CONFIG_NAMES, and sampled_flag (keyword only). */
 static PyObject *handler_enable(FlaskHandler *self, PyObject *args, PyObject *kwargs) {
@@ -553,20 +591,25 @@ static PyObject *handler_enable(FlaskHandler *self, PyObject *args, PyObject *kw
         PyErr_SetString(PyExc_TypeError, "enable(): state_type is not _cglue.RequestState");
         return NULL;
     }
+    FlaskConfig *config = PyObject_GC_New(FlaskConfig, &FlaskConfigType);
+    if (config == NULL)
+        return NULL;
+    config->fallback = Py_NewRef(self->fallback);
     for (int i = 0; i < N_FIELDS; i++)
-        Py_XSETREF(*config_field(self, i), Py_NewRef(values[i]));
-    self->sampled_flag = sampled_flag;
-    self->enabled = 1;
+        *config_field(config, i) = Py_NewRef(values[i]);
+    config->sampled_flag = sampled_flag;
+    PyObject_GC_Track(config);
+    Py_XSETREF(self->config, config);
     Py_RETURN_NONE;
 }
 
 static PyObject *handler_disable(FlaskHandler *self, PyObject *unused) {
-    clear_config(self);
+    Py_CLEAR(self->config);
     Py_RETURN_NONE;
 }
 
 static PyObject *handler_get_enabled(FlaskHandler *self, void *closure) {
-    return PyBool_FromLong(self->enabled);
+    return PyBool_FromLong(self->config != NULL);
 }
 
 static PyMethodDef handler_methods[] = {
@@ -666,7 +709,7 @@ PyMODINIT_FUNC PyInit__cflask(void) {
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
-    if (PyType_Ready(&FlaskHandlerType) < 0 ||
+    if (PyType_Ready(&FlaskConfigType) < 0 || PyType_Ready(&FlaskHandlerType) < 0 ||
         PyModule_AddObject(module, "FlaskHandler", Py_NewRef(&FlaskHandlerType)) < 0) {
         Py_DECREF(module);
         return NULL;

@@ -21,11 +21,11 @@
 #include "../opentracing_sls/csrc/compat.h"
 #include "csrc/handlers.h"
 
+/* What the fast path uses, made by enable(**objects) and never changed after: each call
+ * holds it while it runs, so an enable() or disable() from inside a call (a response hook
+ * of requests' calling uninstrument()) cannot pull objects from under it. */
 typedef struct {
     PyObject_HEAD
-    PyObject *fallback;
-    int enabled;
-    /* What the fast path uses, set by enable(**objects); see send_enable. */
     PyObject *tracer;         /* the configured tracer, or None for opentracing.tracer */
     PyObject *opentracing;    /* the opentracing module */
     PyObject *suppressed;     /* ContextVar: suppress_instrumentation() is active */
@@ -52,6 +52,12 @@ typedef struct {
     PyObject *after;          /* (scope, request, response, exc) -> None */
     PyObject *log_server_error; /* (span, code) -> None */
     PyObject *report;         /* (what, exc) -> None */
+} SendConfig;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fallback;
+    SendConfig *config; /* NULL: disabled */
     vectorcallfunc vectorcall;
 } SendHandler;
 
@@ -65,7 +71,7 @@ static const char *const CONFIG_NAMES[N_CONFIG] = {
     "report", "request_source",
 };
 
-static PyObject **config_field(SendHandler *self, int i) {
+static PyObject **config_field(SendConfig *self, int i) {
     PyObject **fields[N_CONFIG] = {
         &self->tracer, &self->opentracing, &self->suppressed, &self->own_thread,
         &self->forwarded, &self->tracer_type, &self->noop_type, &self->context_type,
@@ -83,7 +89,7 @@ static PyObject *s_tracer, *s_method, *s_url, *s_headers, *s_store, *s_span, *s_
     *s_environ, *s_forwarded,
     *s_own_key, *s_GET, *k_tags, *int_500;
 
-static void report(SendHandler *self, const char *what) {
+static void report(SendConfig *self, const char *what) {
     report_to(self->report, what);
 }
 
@@ -91,7 +97,7 @@ static void report(SendHandler *self, const char *what) {
 
 /* 1 inside suppress_instrumentation() or on one of our own threads, 0 if not, -1 on error.
  * The thread's answer is kept in the thread state's dict (asked once per thread). */
-static int suppressed(SendHandler *self) {
+static int suppressed(SendConfig *self) {
     PyObject *value;
     if (PyContextVar_Get(self->suppressed, NULL, &value) < 0)
         return -1;
@@ -120,7 +126,7 @@ static int suppressed(SendHandler *self) {
 
 /* unsampled.active_child_unsampled: 1 when a child of ``tracer``'s active span is
  * certainly not sampled (or the tracer is OpenTracing's no-op one). */
-static int active_child_unsampled(SendHandler *self, PyObject *tracer) {
+static int active_child_unsampled(SendConfig *self, PyObject *tracer) {
     PyObject *type = (PyObject *)Py_TYPE(tracer);
     if (type != self->tracer_type)
         return type == self->noop_type;
@@ -152,7 +158,7 @@ static int active_child_unsampled(SendHandler *self, PyObject *tracer) {
 
 /* forwarding.apply for ``headers``: requests' own header mapping through apply_store, any
  * other through the Python function. -1 on error. */
-static int apply_headers(SendHandler *self, PyObject *headers, PyObject *injected,
+static int apply_headers(SendConfig *self, PyObject *headers, PyObject *injected,
                          PyObject *forwarded) {
     PyObject *result;
     PyObject *store = NULL;
@@ -183,7 +189,7 @@ static int apply_headers(SendHandler *self, PyObject *headers, PyObject *injecte
 
 /* tracer.inject(context, HTTP_HEADERS, injected); for our tracer and codec, what
  * Tracer.inject and CompositeCodec.inject would do, without their frames. */
-static PyObject *inject(SendHandler *self, PyObject *tracer, PyObject *context,
+static PyObject *inject(SendConfig *self, PyObject *tracer, PyObject *context,
                         PyObject *injected) {
     PyObject *codec = (PyObject *)Py_TYPE(context) != self->context_type
                           ? NULL : our_codec(tracer, self->tracer_type, self->composite_type,
@@ -210,7 +216,7 @@ static PyObject *inject(SendHandler *self, PyObject *tracer, PyObject *context,
 
 /* forwarding.current(): carry()'s headers, else those of the Flask request being handled,
  * found through its request context; a context that is not Flask's reads as none. */
-static PyObject *current_forwarded(SendHandler *self) {
+static PyObject *current_forwarded(SendConfig *self) {
     PyObject *headers = PyObject_CallNoArgs(self->forwarded);
     PyObject *source = self->request_source;
     if (headers != Py_None || PyList_GET_SIZE(source) != 2 ||
@@ -247,7 +253,7 @@ static PyObject *current_forwarded(SendHandler *self) {
 
 /* The trace headers of ``scope``'s span and the forwarded ones onto the request; errors are
  * reported, as the Python handler's two guarded blocks do. */
-static void add_headers(SendHandler *self, PyObject *tracer, PyObject *scope,
+static void add_headers(SendConfig *self, PyObject *tracer, PyObject *scope,
                         PyObject *request) {
     PyObject *injected = PyDict_New();
     if (injected == NULL) {
@@ -275,7 +281,7 @@ static void add_headers(SendHandler *self, PyObject *tracer, PyObject *scope,
 
 /* The client span's scope, with the headers added; NULL (nothing pending) when it could not
  * start: the call then goes through untraced. */
-static PyObject *before(SendHandler *self, PyObject *request) {
+static PyObject *before(SendConfig *self, PyObject *request) {
     PyObject *tracer = NULL, *method = NULL, *tags = NULL, *url = NULL, *scope = NULL;
     tracer = self->tracer != Py_None ? Py_NewRef(self->tracer)
                                      : PyObject_GetAttr(self->opentracing, s_tracer);
@@ -330,7 +336,7 @@ failed:
 }
 
 /* The status of this span's own exchange (the first one after redirects). */
-static int tag_status(SendHandler *self, PyObject *span, PyObject *response) {
+static int tag_status(SendConfig *self, PyObject *span, PyObject *response) {
     PyObject *history = PyObject_GetAttr(response, s_history);
     if (history == NULL)
         return -1;
@@ -362,7 +368,7 @@ static int tag_status(SendHandler *self, PyObject *span, PyObject *response) {
     return 0;
 }
 
-static void after(SendHandler *self, PyObject *scope, PyObject *response) {
+static void after(SendConfig *self, PyObject *scope, PyObject *response) {
     PyObject *span = PyObject_GetAttr(scope, s_span);
     if (span == NULL || tag_status(self, span, response) < 0)
         report(self, "tagging a requests client span");
@@ -376,11 +382,7 @@ static void after(SendHandler *self, PyObject *scope, PyObject *response) {
 
 /* -- the handler ------------------------------------------------------------------------ */
 
-static PyObject *send_vectorcall(SendHandler *self, PyObject *const *args, size_t nargsf,
-                                 PyObject *kwnames) {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (!self->enabled || nargs != 3)
-        return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+static PyObject *send(SendConfig *self, PyObject *const *args, PyObject *kwnames) {
     /* args: call, session, request, then the keyword values; the original takes the rest. */
     PyObject *call = args[0], *request = args[2];
     int skip = suppressed(self);
@@ -409,7 +411,48 @@ static PyObject *send_vectorcall(SendHandler *self, PyObject *const *args, size_
     return response;
 }
 
-/* -- the type --------------------------------------------------------------------------- */
+static PyObject *send_vectorcall(SendHandler *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    SendConfig *config = self->config;
+    if (config == NULL || nargs != 3)
+        return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+    Py_INCREF(config);
+    PyObject *result = send(config, args, kwnames);
+    Py_DECREF(config);
+    return result;
+}
+
+/* -- the types -------------------------------------------------------------------------- */
+
+static int config_traverse(SendConfig *self, visitproc visit, void *arg) {
+    for (int i = 0; i < N_CONFIG; i++)
+        Py_VISIT(*config_field(self, i));
+    return 0;
+}
+
+static int config_clear(SendConfig *self) {
+    for (int i = 0; i < N_CONFIG; i++)
+        Py_CLEAR(*config_field(self, i));
+    return 0;
+}
+
+static void config_dealloc(SendConfig *self) {
+    PyObject_GC_UnTrack(self);
+    config_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject SendConfigType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "opentracing_sls.integrations._csend.SendConfig",
+    .tp_doc = "The objects a SendHandler was enabled with (made by enable()).",
+    .tp_basicsize = sizeof(SendConfig),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)config_traverse,
+    .tp_clear = (inquiry)config_clear,
+    .tp_dealloc = (destructor)config_dealloc,
+};
 
 static PyObject *send_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     PyObject *fallback;
@@ -430,16 +473,13 @@ static PyObject *send_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
 
 static int send_traverse(SendHandler *self, visitproc visit, void *arg) {
     Py_VISIT(self->fallback);
-    for (int i = 0; i < N_CONFIG; i++)
-        Py_VISIT(*config_field(self, i));
+    Py_VISIT(self->config);
     return 0;
 }
 
 static int send_clear(SendHandler *self) {
-    self->enabled = 0;
+    Py_CLEAR(self->config);
     Py_CLEAR(self->fallback);
-    for (int i = 0; i < N_CONFIG; i++)
-        Py_CLEAR(*config_field(self, i));
     return 0;
 }
 
@@ -462,24 +502,24 @@ static PyObject *send_enable(SendHandler *self, PyObject *args, PyObject *kwargs
                                          "trace_names a tuple and request_source a list");
         return NULL;
     }
-    for (int i = 0; i < N_CONFIG; i++) {
-        PyObject **field = config_field(self, i);
-        Py_XSETREF(*field, Py_NewRef(values[i]));
-    }
-    self->sampled_flag = sampled_flag;
-    self->enabled = 1;
+    SendConfig *config = PyObject_GC_New(SendConfig, &SendConfigType);
+    if (config == NULL)
+        return NULL;
+    for (int i = 0; i < N_CONFIG; i++)
+        *config_field(config, i) = Py_NewRef(values[i]);
+    config->sampled_flag = sampled_flag;
+    PyObject_GC_Track(config);
+    Py_XSETREF(self->config, config);
     Py_RETURN_NONE;
 }
 
 static PyObject *send_disable(SendHandler *self, PyObject *unused) {
-    self->enabled = 0;
-    for (int i = 0; i < N_CONFIG; i++)
-        Py_CLEAR(*config_field(self, i));
+    Py_CLEAR(self->config);
     Py_RETURN_NONE;
 }
 
 static PyObject *send_get_enabled(SendHandler *self, void *closure) {
-    return PyBool_FromLong(self->enabled);
+    return PyBool_FromLong(self->config != NULL);
 }
 
 static PyMethodDef send_methods[] = {
@@ -550,7 +590,7 @@ PyMODINIT_FUNC PyInit__csend(void) {
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
-    if (PyType_Ready(&SendHandlerType) < 0 ||
+    if (PyType_Ready(&SendConfigType) < 0 || PyType_Ready(&SendHandlerType) < 0 ||
         PyModule_AddObject(module, "SendHandler", Py_NewRef(&SendHandlerType)) < 0) {
         Py_DECREF(module);
         return NULL;

@@ -566,3 +566,29 @@ def test_no_reference_leak_per_request(instrumented, object_growth):
         instrumented.reporter.clear()
 
     assert object_growth(requests_, 30, 200) <= 50
+
+
+def test_reconfiguring_from_inside_a_request_is_safe(tracer, spans):
+    # The C handlers hold what they were enabled with for the whole request: switching them
+    # off or over from a view must neither crash nor lose this request's span.
+    integrations.instrument()
+    app = Flask("admin")
+
+    @app.route("/off")
+    def off():
+        integrations.uninstrument()
+        return "off"
+
+    @app.route("/hook")
+    def hook():
+        ot_flask.instrument(request_hook=lambda span, environ: span.set_tag("hooked", True))
+        return "hook"
+
+    client = app.test_client()
+    assert client.get("/off").status_code == 200
+    assert "/off" in spans()
+    integrations.instrument()
+    assert client.get("/hook").status_code == 200
+    assert client.get("/hook").status_code == 200
+    assert [s.tags.get("hooked") for s in tracer.reporter.get_spans()
+            if s.operation_name == "/hook"] == [None, True]

@@ -476,3 +476,22 @@ def test_url_tags_are_cached_bounded_and_never_shared_mutably(instrumented, monk
                       "peer.hostname": "svc.local", "peer.port": 8080}
     spans[-1].tags["http.url"] = "changed"  # the span's tags are its own copy
     assert cached["http.url"] == "http://svc.local:8080/items/4"
+
+
+def test_reconfiguring_from_inside_a_call_is_safe(instrumented):
+    # requests runs response hooks inside Session.send: the C handler must keep what it was
+    # enabled with until the call is done.
+    session = requests.Session()
+    session.mount("http://", _Scripted(200))
+
+    def off(response, **kwargs):
+        ot_requests.uninstrument()
+
+    def reconfigure(response, **kwargs):
+        ot_requests.instrument(response_hook=lambda span, request, response: None)
+
+    assert session.get("http://svc.local/", timeout=1, hooks={"response": off}).ok
+    ot_requests.instrument()
+    assert session.get("http://svc.local/", timeout=1, hooks={"response": reconfigure}).ok
+    assert session.get("http://svc.local/", timeout=1).ok
+    assert len(instrumented.reporter.get_spans()) == 3
