@@ -573,24 +573,6 @@ static PyObject *handler_enable(FlaskHandler *self, PyObject *args, PyObject *kw
     long sampled_flag;
     if (read_config(args, kwargs, CONFIG_NAMES, N_FIELDS, values, &sampled_flag) < 0)
         return NULL;
-    if ((values[4] != Py_None && !PyDict_CheckExact(values[4])) ||
-        !PyDict_CheckExact(values[20]) || !PyTuple_CheckExact(values[17]) ||
-        !PyType_Check(values[7])) {
-        PyErr_SetString(PyExc_TypeError, "enable(): key_names must be a dict or None, "
-                                         "status_codes a dict, quiet_errors a tuple and "
-                                         "state_type a type");
-        return NULL;
-    }
-    if (!PyDict_CheckExact(values[27]) || !PyTuple_CheckExact(values[28]) ||
-        PyTuple_GET_SIZE(values[28]) != 4 || !PyDict_CheckExact(values[29])) {
-        PyErr_SetString(PyExc_TypeError, "enable(): server_tag_base and ip_kinds must be "
-                                         "dicts, server_tag_names a tuple of 4");
-        return NULL;
-    }
-    if (((PyTypeObject *)values[7])->tp_basicsize != sizeof(RequestState)) {
-        PyErr_SetString(PyExc_TypeError, "enable(): state_type is not _cglue.RequestState");
-        return NULL;
-    }
     FlaskConfig *config = PyObject_GC_New(FlaskConfig, &FlaskConfigType);
     if (config == NULL)
         return NULL;
@@ -598,6 +580,24 @@ static PyObject *handler_enable(FlaskHandler *self, PyObject *args, PyObject *kw
     for (int i = 0; i < N_FIELDS; i++)
         *config_field(config, i) = Py_NewRef(values[i]);
     config->sampled_flag = sampled_flag;
+    const char *wrong = NULL;
+    if (config->key_names != Py_None && !PyDict_CheckExact(config->key_names))
+        wrong = "key_names must be a dict or None";
+    else if (!PyDict_CheckExact(config->status_codes) || !PyDict_CheckExact(config->ip_kinds) ||
+             !PyDict_CheckExact(config->server_tag_base))
+        wrong = "status_codes, ip_kinds and server_tag_base must be dicts";
+    else if (!PyTuple_CheckExact(config->quiet_errors) ||
+             !PyTuple_CheckExact(config->server_tag_names) ||
+             PyTuple_GET_SIZE(config->server_tag_names) != 4)
+        wrong = "quiet_errors must be a tuple and server_tag_names a tuple of 4";
+    else if (!PyType_Check(config->state_type) ||
+             ((PyTypeObject *)config->state_type)->tp_basicsize != sizeof(RequestState))
+        wrong = "state_type must be _cglue.RequestState";
+    if (wrong != NULL) {
+        PyErr_Format(PyExc_TypeError, "enable(): %s", wrong);
+        Py_DECREF(config);
+        return NULL;
+    }
     PyObject_GC_Track(config);
     Py_XSETREF(self->config, config);
     Py_RETURN_NONE;

@@ -496,18 +496,19 @@ static PyObject *send_enable(SendHandler *self, PyObject *args, PyObject *kwargs
     long sampled_flag;
     if (read_config(args, kwargs, CONFIG_NAMES, N_CONFIG, values, &sampled_flag) < 0)
         return NULL;
-    if (!PyDict_CheckExact(values[9]) || !PyDict_CheckExact(values[13]) ||
-        !PyTuple_CheckExact(values[18]) || !PyList_CheckExact(values[24])) {
-        PyErr_SetString(PyExc_TypeError, "enable(): client_tags and url_cache must be dicts, "
-                                         "trace_names a tuple and request_source a list");
-        return NULL;
-    }
     SendConfig *config = PyObject_GC_New(SendConfig, &SendConfigType);
     if (config == NULL)
         return NULL;
     for (int i = 0; i < N_CONFIG; i++)
         *config_field(config, i) = Py_NewRef(values[i]);
     config->sampled_flag = sampled_flag;
+    if (!PyDict_CheckExact(config->client_tags) || !PyDict_CheckExact(config->url_cache) ||
+        !PyTuple_CheckExact(config->trace_names) || !PyList_CheckExact(config->request_source)) {
+        PyErr_SetString(PyExc_TypeError, "enable(): client_tags and url_cache must be dicts, "
+                                         "trace_names a tuple and request_source a list");
+        Py_DECREF(config);
+        return NULL;
+    }
     PyObject_GC_Track(config);
     Py_XSETREF(self->config, config);
     Py_RETURN_NONE;

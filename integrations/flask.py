@@ -198,26 +198,31 @@ class FlaskInstrumentor(Instrumentor):
             for handler in self._handlers:
                 handler.disable()
             return
+        config = self._c_config(forward_list)
         for handler in self._handlers:
-            handler.enable(
-                tracer=self.tracer, opentracing=opentracing,
-                suppressed=suppression._suppressed, forwarded_var=forwarding.FORWARDED,
-                key_names=None if forward_list is None else forward_list.key_names(),
-                capture=_cglue.capture, new_state=_cglue.new_state,
-                state_type=_cglue.RequestState, state_key=STATE_KEY, excluded=_EXCLUDED,
-                now=_now, request_context=self._request_context, tracer_type=Tracer,
-                noop_type=opentracing.Tracer, context_type=SpanContext,
-                composite_type=CompositeCodec, http_headers=_HTTP_HEADERS,
-                quiet_errors=_QUIET_EXTRACT_ERRORS, server_tags=_server_tags,
-                is_streamed=self._is_streamed, status_codes=_STATUS_CODES,
-                status_code=_status_code, status_tag=tagging.HTTP_STATUS_CODE,
-                not_handled=composite._NOT_HANDLED, log_server_error=tagging.log_server_error,
-                report=_report, owner=self, sampled_flag=SAMPLED_FLAG,
-                server_tag_base={tagging.SPAN_KIND: tagging.SERVER,
-                                 tagging.COMPONENT: COMPONENT},
-                server_tag_names=(tagging.HTTP_METHOD, tagging.HTTP_URL,
-                                  tagging.PEER_HOSTNAME, tagging.PEER_PORT),
-                ip_kinds=tagging._ip_kind_cache)
+            handler.enable(**config)
+
+    def _c_config(self, forward_list: Optional[forwarding.ForwardList]) -> Dict[str, Any]:
+        """What the C handlers work with (see ``integrations/_cflask.c``)."""
+        return dict(
+            tracer=self.tracer, opentracing=opentracing,
+            suppressed=suppression._suppressed, forwarded_var=forwarding.FORWARDED,
+            key_names=None if forward_list is None else forward_list.key_names(),
+            capture=_cglue.capture, new_state=_cglue.new_state,
+            state_type=_cglue.RequestState, state_key=STATE_KEY, excluded=_EXCLUDED,
+            now=_now, request_context=self._request_context, tracer_type=Tracer,
+            noop_type=opentracing.Tracer, context_type=SpanContext,
+            composite_type=CompositeCodec, http_headers=_HTTP_HEADERS,
+            quiet_errors=_QUIET_EXTRACT_ERRORS, server_tags=_server_tags,
+            is_streamed=self._is_streamed, status_codes=_STATUS_CODES,
+            status_code=_status_code, status_tag=tagging.HTTP_STATUS_CODE,
+            not_handled=composite._NOT_HANDLED, log_server_error=tagging.log_server_error,
+            report=_report, owner=self, sampled_flag=SAMPLED_FLAG,
+            server_tag_base={tagging.SPAN_KIND: tagging.SERVER,
+                             tagging.COMPONENT: COMPONENT},
+            server_tag_names=(tagging.HTTP_METHOD, tagging.HTTP_URL,
+                              tagging.PEER_HOSTNAME, tagging.PEER_PORT),
+            ip_kinds=tagging._ip_kind_cache)
 
     # -- handlers (patching.Handler): the original is called exactly once, outside any try
     # -- that could swallow its exceptions; everything of ours around it is guarded.

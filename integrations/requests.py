@@ -96,7 +96,11 @@ class RequestsInstrumentor(Instrumentor):
                 or self.request_hook is not None or self.response_hook is not None):
             handler.disable()
             return
-        handler.enable(
+        handler.enable(**self._c_config(structures))
+
+    def _c_config(self, structures: Any) -> Dict[str, Any]:
+        """What the C handler works with (see ``integrations/_csend.c``)."""
+        return dict(
             tracer=self.tracer, opentracing=opentracing,
             suppressed=suppression._suppressed, own_thread=suppression.own_thread,
             forwarded=forwarding.FORWARDED.get, request_source=forwarding.REQUEST_SOURCE,

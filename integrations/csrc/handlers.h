@@ -109,10 +109,10 @@ static int read_config(PyObject *args, PyObject *kwargs, const char *const *name
         }
     }
     PyObject *flag = PyDict_GetItemString(kwargs, "sampled_flag");
-    *sampled_flag = flag == NULL ? -1 : PyLong_AsLong(flag);
+    *sampled_flag = flag == NULL || !PyLong_Check(flag) ? -1 : PyLong_AsLong(flag);
     if (*sampled_flag == -1) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "enable() needs sampled_flag (an int)");
+        PyErr_Clear(); /* an int out of range: the same answer */
+        PyErr_SetString(PyExc_TypeError, "enable() needs sampled_flag (an int)");
         return -1;
     }
     if (PyDict_GET_SIZE(kwargs) != count + 1) {

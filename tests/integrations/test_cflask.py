@@ -96,3 +96,49 @@ def test_handler_construction_errors():
     handler = cflask.FlaskHandler(1, lambda *a: ("fallback", a))
     assert not handler.enabled and handler.kind == 1
     assert handler("call", "app") == ("fallback", ("call", "app"))
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("key_names", [], "key_names must be a dict or None"),
+    ("status_codes", (), "status_codes, ip_kinds and server_tag_base must be dicts"),
+    ("server_tag_names", ("a", "b"), "server_tag_names a tuple of 4"),
+    ("state_type", dict, "state_type must be _cglue.RequestState"),
+    ("sampled_flag", "1", "sampled_flag"),
+])
+def test_flask_handler_enable_names_the_wrong_argument(name, value, message):
+    import flask  # noqa: F401 - the instrumentor reads its request context variable
+
+    instrumentor = ot_flask.FlaskInstrumentor()
+    instrumentor.patches()
+    config = instrumentor._c_config(None)
+    handler = cflask.FlaskHandler(0, lambda *a: None)
+    handler.enable(**config)
+    assert handler.enabled
+    config[name] = value
+    with pytest.raises(TypeError, match=message):
+        handler.enable(**config)
+    assert handler.enabled  # the previous configuration stays
+    del config[name]
+    with pytest.raises(TypeError, match="needs " + name):
+        handler.enable(**config)
+    config[name], config["extra"] = value, 1
+    with pytest.raises(TypeError):
+        handler.enable(**config)
+
+
+def test_send_handler_enable_names_the_wrong_argument():
+    import requests
+
+    from opentracing_sls.integrations import requests as ot_requests
+
+    csend = pytest.importorskip("opentracing_sls.integrations._csend")
+    config = ot_requests.RequestsInstrumentor()._c_config(requests.structures)
+    handler = csend.SendHandler(lambda *a: None)
+    handler.enable(**config)
+    assert handler.enabled
+    for name, value in (("client_tags", []), ("url_cache", None), ("trace_names", []),
+                        ("request_source", ())):
+        with pytest.raises(TypeError, match="client_tags and url_cache must be dicts"):
+            handler.enable(**dict(config, **{name: value}))
+    handler.disable()
+    assert not handler.enabled
