@@ -95,7 +95,7 @@ static PyObject **config_field(FlaskConfig *self, int i) {
 static PyObject *s_tracer, *s_request, *s_environ, *s_url_rule, *s_rule, *s_cextract,
     *s_extract_python, *s_start_active_span, *s_span, *s_close, *s_set_tag, *s_finish, *s_response,
     *s_is_streamed, *s_wsgi_version, *s_request_method, *s_GET, *s_end, *s_end_failed,
-    *s_record_exception, *s_start_span, *s_finish_quietly, *s_get, *k_parent, *k_root,
+    *s_record_exception, *s_start_span, *s_finish_quietly, *k_parent, *k_root,
     *int_500;
 
 static void report(FlaskConfig *self, const char *what) {
@@ -294,12 +294,12 @@ static PyObject *wsgi_app(FlaskConfig *self, PyObject *const *args, size_t nargs
  * codec (new reference) when so, NULL without an error when not (the Python _start_span
  * then runs, with a WSGIHeaders view), NULL with one on failure. */
 static PyObject *environ_codec(FlaskConfig *self, PyObject *tracer, PyObject *environ) {
-    if ((PyObject *)Py_TYPE(tracer) != self->tracer_type)
-        return NULL;
-    int has = PyDict_Contains(environ, s_wsgi_version);
+    PyObject *codec = our_codec(tracer, self->tracer_type, self->composite_type,
+                                self->http_headers);
+    int has = codec == NULL ? 0 : PyDict_Contains(environ, s_wsgi_version);
     if (has <= 0)
-        return NULL;
-    return our_codec(tracer, self->tracer_type, self->composite_type, self->http_headers);
+        Py_CLEAR(codec);
+    return codec;
 }
 
 /* CompositeCodec.extract(environ) without its frame (nor Tracer.extract's). */
@@ -690,12 +690,12 @@ PyMODINIT_FUNC PyInit__cflask(void) {
                            "_extract_python", "start_active_span", "span", "close", "set_tag",
                            "finish", "response", "is_streamed", "wsgi.version",
                            "REQUEST_METHOD", "GET", "_end", "_end_failed",
-                           "_record_exception", "_start_span", "_finish_quietly", "get"};
+                           "_record_exception", "_start_span", "_finish_quietly"};
     PyObject **slots[] = {&s_tracer, &s_request, &s_environ, &s_url_rule, &s_rule,
                           &s_cextract, &s_extract_python, &s_start_active_span, &s_span, &s_close, &s_set_tag,
                           &s_finish, &s_response, &s_is_streamed, &s_wsgi_version,
                           &s_request_method, &s_GET, &s_end, &s_end_failed,
-                          &s_record_exception, &s_start_span, &s_finish_quietly, &s_get};
+                          &s_record_exception, &s_start_span, &s_finish_quietly};
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         if (intern(slots[i], texts[i]) < 0)
             return NULL;

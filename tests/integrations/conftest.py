@@ -26,10 +26,11 @@ def _clean_instrumentation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     integrations.disable_log_correlation()
 
 
-@pytest.fixture(autouse=True, params=["c", "python"])
+@pytest.fixture(params=["c", "python"])
 def handler_path(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every integration test runs twice: through the C request handlers (when built) and
-    through the Python ones, which are the reference."""
+    """Runs a test twice: through the C request handlers (when built) and through the Python
+    ones, which are the reference. The modules that trace requests in this process use it
+    for every test (``pytestmark``); subprocess and C-piece tests need one run."""
     from opentracing_sls.integrations import flask as ot_flask
     from opentracing_sls.integrations import requests as ot_requests
 

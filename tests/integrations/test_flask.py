@@ -18,6 +18,8 @@ from opentracing_sls.integrations import diagnostics
 from opentracing_sls.integrations import flask as ot_flask
 from opentracing_sls.testing import make_test_tracer
 
+pytestmark = pytest.mark.usefixtures("handler_path")  # C and Python handlers
+
 ORIGINAL_WSGI_APP = Flask.wsgi_app
 
 

@@ -18,6 +18,8 @@ from opentracing_sls.integrations import forwarding
 from opentracing_sls.integrations.forwarding import ForwardList
 from opentracing_sls.testing import make_test_tracer
 
+pytestmark = pytest.mark.usefixtures("handler_path")  # C and Python handlers
+
 TRACE = "80f198ee56343ba864fe8b2a57d3eff7"
 ENVOY_SPAN = "e457b5a2e4d86bd1"
 

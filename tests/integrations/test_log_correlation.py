@@ -14,6 +14,8 @@ from opentracing_sls import integrations
 from opentracing_sls.integrations import TraceContextFilter, diagnostics
 from opentracing_sls.testing import make_test_tracer
 
+pytestmark = pytest.mark.usefixtures("handler_path")  # C and Python handlers
+
 FORMAT = "%(trace_id)s %(span_id)s %(message)s"
 
 

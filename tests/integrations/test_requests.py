@@ -22,6 +22,8 @@ from opentracing_sls.integrations import requests as ot_requests
 from opentracing_sls.reporting import HttpSender, Reporter
 from opentracing_sls.testing import make_span_record, make_test_tracer
 
+pytestmark = pytest.mark.usefixtures("handler_path")  # C and Python handlers
+
 ORIGINAL_SEND = requests.Session.send
 
 

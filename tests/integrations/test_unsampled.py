@@ -22,6 +22,8 @@ from opentracing_sls.sampling import ConstSampler
 from opentracing_sls.span_context import SpanContext
 from opentracing_sls.testing import make_test_tracer
 
+pytestmark = pytest.mark.usefixtures("handler_path")  # C and Python handlers
+
 TRACE = "80f198ee56343ba864fe8b2a57d3eff7"
 SPAN = "e457b5a2e4d86bd1"
 
