@@ -33,7 +33,7 @@ typedef struct {
     PyObject *opentracing;
     PyObject *suppressed;      /* ContextVar: suppress_instrumentation() */
     PyObject *forwarded_var;   /* ContextVar: forwarding.FORWARDED */
-    PyObject *key_names;       /* ForwardList's environ key -> header name, or None */
+    PyObject *key_pairs;       /* ForwardList.key_pairs(), or None */
     PyObject *capture;         /* _cglue.capture */
     PyObject *new_state;       /* _cglue.new_state */
     PyObject *state_type;      /* _cglue.RequestState */
@@ -68,7 +68,7 @@ typedef struct {
 } FlaskHandler;
 
 static const char *const CONFIG_NAMES[N_CONFIG] = {
-    "tracer", "opentracing", "suppressed", "forwarded_var", "key_names", "capture",
+    "tracer", "opentracing", "suppressed", "forwarded_var", "key_pairs", "capture",
     "new_state", "state_type", "state_key", "excluded", "now", "request_context",
     "tracer_type", "noop_type", "context_type", "composite_type", "http_headers",
     "quiet_errors", "server_tags", "is_streamed", "status_codes", "status_code",
@@ -79,7 +79,7 @@ static const char *const CONFIG_NAMES[N_CONFIG] = {
 static PyObject **config_field(FlaskConfig *self, int i) {
     PyObject **fields[N_CONFIG] = {
         &self->tracer, &self->opentracing, &self->suppressed, &self->forwarded_var,
-        &self->key_names, &self->capture, &self->new_state, &self->state_type,
+        &self->key_pairs, &self->capture, &self->new_state, &self->state_type,
         &self->state_key, &self->excluded, &self->now, &self->request_context,
         &self->tracer_type, &self->noop_type, &self->context_type, &self->composite_type,
         &self->http_headers, &self->quiet_errors, &self->server_tags, &self->is_streamed,
@@ -130,8 +130,8 @@ static PyObject *new_request(FlaskConfig *self, PyObject *environ,
     if (tracer == NULL)
         return NULL;
     PyObject *forwarded = Py_None;
-    if (self->key_names != Py_None) {
-        PyObject *args[] = {self->key_names, environ};
+    if (self->key_pairs != Py_None) {
+        PyObject *args[] = {self->key_pairs, environ};
         forwarded = PyObject_Vectorcall(self->capture, args, 2, NULL);
     } else {
         Py_INCREF(forwarded);
@@ -581,8 +581,8 @@ static PyObject *handler_enable(FlaskHandler *self, PyObject *args, PyObject *kw
         *config_field(config, i) = Py_NewRef(values[i]);
     config->sampled_flag = sampled_flag;
     const char *wrong = NULL;
-    if (config->key_names != Py_None && !PyDict_CheckExact(config->key_names))
-        wrong = "key_names must be a dict or None";
+    if (config->key_pairs != Py_None && !PyTuple_CheckExact(config->key_pairs))
+        wrong = "key_pairs must be a tuple or None";
     else if (!PyDict_CheckExact(config->status_codes) || !PyDict_CheckExact(config->ip_kinds) ||
              !PyDict_CheckExact(config->server_tag_base))
         wrong = "status_codes, ip_kinds and server_tag_base must be dicts";

@@ -362,17 +362,19 @@ static PyObject *new_state(PyObject *module, PyObject *const *args, Py_ssize_t n
 /* -------------------------------------------------------------------------------------
  * Headers. */
 
-/* capture(key_names, environ): {name: environ[key]} for the ``key -> name`` pairs of
- * ``key_names`` present in ``environ`` (both exact dicts), or None when none is. */
+/* capture(key_pairs, environ): {name: environ[key]} for the ``key, name`` pairs of
+ * ``key_pairs`` (a flat tuple: key, name, key, name ...; a tuple walks in a fifth of a
+ * dict's time) present in ``environ`` (an exact dict), or None when none is. */
 static PyObject *capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "capture(key_names: dict, environ: dict)");
+    if (nargs != 2 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) % 2 != 0 ||
+        !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "capture(key_pairs: tuple of key, name ..., environ: dict)");
         return NULL;
     }
-    PyObject *key_names = args[0], *environ = args[1], *found = NULL;
-    PyObject *key, *name;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(key_names, &pos, &key, &name)) {
+    PyObject *pairs = args[0], *environ = args[1], *found = NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(pairs); i += 2) {
+        PyObject *key = PyTuple_GET_ITEM(pairs, i), *name = PyTuple_GET_ITEM(pairs, i + 1);
         PyObject *value = PyDict_GetItemWithError(environ, key);
         if (value == NULL) {
             if (PyErr_Occurred())
@@ -462,7 +464,7 @@ static PyMethodDef methods[] = {
     {"new_state", (PyCFunction)(void (*)(void))new_state, METH_FASTCALL,
      "new_state(tracer, start, forwarded, start_response) -> RequestState"},
     {"capture", (PyCFunction)(void (*)(void))capture, METH_FASTCALL,
-     "capture(key_names, environ) -> dict | None"},
+     "capture(key_pairs, environ) -> dict | None"},
     {"apply_store", (PyCFunction)(void (*)(void))apply_store, METH_FASTCALL,
      "apply_store(store, injected, forwarded, trace_names) -> bool (stale copies to fix)"},
     {NULL},

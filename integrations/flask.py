@@ -207,7 +207,7 @@ class FlaskInstrumentor(Instrumentor):
         return dict(
             tracer=self.tracer, opentracing=opentracing,
             suppressed=suppression._suppressed, forwarded_var=forwarding.FORWARDED,
-            key_names=None if forward_list is None else forward_list.key_names(),
+            key_pairs=None if forward_list is None else forward_list.key_pairs(),
             capture=_cglue.capture, new_state=_cglue.new_state,
             state_type=_cglue.RequestState, state_key=STATE_KEY, excluded=_EXCLUDED,
             now=_now, request_context=self._request_context, tracer_type=Tracer,

@@ -65,7 +65,7 @@ def _environ_key(name: str) -> str:
 class ForwardList:
     """Which incoming headers to forward; reads them from a WSGI environ."""
 
-    __slots__ = ("names", "_keys", "_key_names", "_prefixes")
+    __slots__ = ("names", "_keys", "_key_names", "_key_pairs", "_prefixes")
 
     def __init__(self, extra: Iterable[str] = ()) -> None:
         names: List[str] = []
@@ -81,20 +81,22 @@ class ForwardList:
         self.names: Tuple[str, ...] = tuple(names + [p + "*" for p, _ in prefixes])
         self._keys = tuple((name, _environ_key(name)) for name in names)
         self._key_names = {key: name for name, key in self._keys}
+        self._key_pairs = tuple(item for name, key in self._keys for item in (key, name))
         self._prefixes = tuple(prefixes)
 
     def has_prefixes(self) -> bool:
         """Whether ``name*`` rules are configured (only the Python capture reads those)."""
         return bool(self._prefixes)
 
-    def key_names(self) -> Dict[str, str]:
-        """Environ key -> header name of the listed (non-prefix) headers, for C capture."""
-        return self._key_names
+    def key_pairs(self) -> Tuple[str, ...]:
+        """Environ key, header name, key, name ... of the listed (non-prefix) headers: what
+        the C capture reads."""
+        return self._key_pairs
 
     def capture(self, environ: Mapping[str, Any]) -> Optional[Dict[str, str]]:
         """The listed headers present in ``environ``, by lower-case name; None if none are."""
         if _capture is not None and not self._prefixes and type(environ) is dict:
-            return _capture(self._key_names, environ)  # type: ignore[no-any-return]
+            return _capture(self._key_pairs, environ)  # type: ignore[no-any-return]
         found: Optional[Dict[str, str]] = None
         # A set intersection in C instead of a lookup per listed header.
         present = self._key_names.keys() & environ.keys()

@@ -62,5 +62,6 @@ def cprop() -> Optional[ModuleType]:
         from .span_context import SpanContext
 
         module.configure(context_type=SpanContext, b3_type=B3Codec, w3c_type=W3CCodec,
-                         jaeger_type=JaegerCodec)
+                         jaeger_type=JaegerCodec,
+                         context_api=getattr(cspan(), "_context_api", None))
     return module

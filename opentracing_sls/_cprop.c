@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "csrc/compat.h"
+#include "csrc/context_api.h"
 
 #define SAMPLED_FLAG 1L
 #define DEBUG_FLAG 2L
@@ -30,6 +31,7 @@ static PyObject *not_handled = NULL; /* NOT_HANDLED: the Python code must run */
 
 /* Set by configure(). */
 static PyObject *context_type = NULL; /* span_context.SpanContext */
+static const ContextAPI *context_api = NULL; /* _cspan's constructor, when loaded */
 static PyTypeObject *codec_types[3];  /* B3Codec, W3CCodec, JaegerCodec (exactly) */
 enum { B3, W3C, JAEGER };
 
@@ -74,6 +76,7 @@ static const char *const key_texts[N_KEYS] = {
     "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "b3",
     "traceparent", "tracestate", "uber-trace-id"};
 static PyObject *keys[N_KEYS];
+static PyObject *environ_key_objs[N_HEADERS], *s_wsgi_version; /* interned once */
 static PyObject *s_one, *s_zero; /* "1", "0" */
 
 /* ----------------------------------------------------------------- text and hex */
@@ -214,6 +217,11 @@ static PyObject *make_context(const Ids *ids) {
         (args[2] = PyLong_FromUnsignedLongLong(ids->parent)) == NULL ||
         (args[3] = PyLong_FromLong(ids->flags)) == NULL)
         goto done;
+    if (context_api != NULL) {
+        context = context_api->make((PyTypeObject *)context_type, args[0], args[1], args[2],
+                                    args[3], ids->deferred);
+        goto done;
+    }
     args[4] = args[5] = Py_None;
     args[6] = ids->deferred ? Py_True : Py_False;
     context = PyObject_Vectorcall(context_type, args, ids->deferred ? 7 : 4, NULL);
@@ -431,9 +439,13 @@ fail:
  * and a join: finds the planned headers and any uberctx- key. A key that merely contains
  * "\0HTTP_UBERCTX_" makes read_planned() scan for baggage too, and find none: the same
  * answer as here. */
+static PyObject *extract_by_lookup(Extractor *self, PyObject *carrier);
+
 static PyObject *extractor_extract(Extractor *self, PyObject *carrier) {
     if (!PyDict_CheckExact(carrier))
         return Py_NewRef(not_handled);
+    if (!self->scan_baggage)
+        return extract_by_lookup(self, carrier);
     PyObject *values[N_HEADERS] = {NULL};
     int is_environ = 0, found = 0;
     Py_ssize_t pos = 0;
@@ -480,6 +492,36 @@ static PyObject *extractor_extract(Extractor *self, PyObject *carrier) {
         return Py_NewRef(not_handled);
     if (!found)
         Py_RETURN_NONE; /* no propagation header at all: the common case of a new trace */
+    return b3_extract(values);
+}
+
+/* extractor_extract() when no uberctx- key is wanted: a lookup per header the plan names
+ * (about ten) costs less than a pass over the forty-odd keys of a server's environ. The
+ * answers are the pass's: a key that is not an exact str, or not Latin-1, matters to the
+ * pass only as a possible baggage key, and the Python code's set intersection does not
+ * match such a key either. */
+static PyObject *extract_by_lookup(Extractor *self, PyObject *carrier) {
+    PyObject *values[N_HEADERS] = {NULL};
+    PyObject *version = PyDict_GetItemWithError(carrier, s_wsgi_version);
+    if (version == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(not_handled);
+    int found = 0;
+    for (int i = 0; i < N_HEADERS; i++) {
+        if (self->roles[i] == IGNORE)
+            continue;
+        PyObject *value = PyDict_GetItemWithError(carrier, environ_key_objs[i]);
+        if (value == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            continue;
+        }
+        if (self->roles[i] == DECLINE)
+            return Py_NewRef(not_handled);
+        values[i] = value;
+        found = 1;
+    }
+    if (!found)
+        Py_RETURN_NONE;
     return b3_extract(values);
 }
 
@@ -777,14 +819,28 @@ static int slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *offset)
     return ok ? 0 : -1;
 }
 
-/* configure(context_type, b3_type, w3c_type, jaeger_type), once at import. */
+/* configure(context_type, b3_type, w3c_type, jaeger_type, context_api=None), once at
+ * import. */
 static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"context_type", "b3_type", "w3c_type", "jaeger_type", NULL};
+    static char *names[] = {"context_type", "b3_type", "w3c_type", "jaeger_type",
+                            "context_api", NULL};
     PyTypeObject *types[4];
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!:configure", names, &PyType_Type,
+    PyObject *api = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!|O:configure", names, &PyType_Type,
                                      &types[0], &PyType_Type, &types[1], &PyType_Type, &types[2],
-                                     &PyType_Type, &types[3]))
+                                     &PyType_Type, &types[3], &api))
         return NULL;
+    const ContextAPI *found = NULL;
+    if (api != Py_None) {
+        found = (const ContextAPI *)PyCapsule_GetPointer(api, CONTEXT_API_CAPSULE);
+        if (found == NULL)
+            return NULL;
+        if (found->version != CONTEXT_API_VERSION) {
+            PyErr_Format(PyExc_ValueError, "context_api version %d, expected %d",
+                         found->version, CONTEXT_API_VERSION);
+            return NULL;
+        }
+    }
     Py_ssize_t offsets[N_FIELDS], multi, single;
     for (int i = 0; i < N_FIELDS; i++)
         if (slot_offset(types[0], field_names[i], &offsets[i]) < 0)
@@ -796,6 +852,8 @@ static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject
     b3_multi_offset = multi;
     b3_single_offset = single;
     Py_XSETREF(context_type, Py_NewRef(types[0]));
+    /* the capsule lives as long as the _cspan module, which is never unloaded */
+    context_api = found;
     for (int i = 0; i < 3; i++)
         Py_XSETREF(codec_types[i], (PyTypeObject *)Py_NewRef(types[i + 1]));
     configured = 1;
@@ -804,8 +862,8 @@ static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject
 
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
-     "configure(context_type, b3_type, w3c_type, jaeger_type): the classes the fast paths "
-     "read and build (once, at import)."},
+     "configure(context_type, b3_type, w3c_type, jaeger_type, context_api=None): the "
+     "classes the fast paths read and build, and _cspan's constructor (once, at import)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -837,6 +895,11 @@ PyMODINIT_FUNC PyInit__cprop(void) {
     for (int i = 0; i < N_KEYS; i++)
         if ((keys[i] = PyUnicode_InternFromString(key_texts[i])) == NULL)
             return NULL;
+    for (int i = 0; i < N_HEADERS; i++)
+        if ((environ_key_objs[i] = PyUnicode_InternFromString(environ_keys[i])) == NULL)
+            return NULL;
+    if ((s_wsgi_version = PyUnicode_InternFromString("wsgi.version")) == NULL)
+        return NULL;
     if ((s_one = PyUnicode_InternFromString("1")) == NULL ||
         (s_zero = PyUnicode_InternFromString("0")) == NULL ||
         (not_handled = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)) == NULL ||

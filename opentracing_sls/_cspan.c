@@ -120,22 +120,29 @@ PyMODINIT_FUNC PyInit__cspan(void) {
     if ((s_million = PyLong_FromLong(1000000)) == NULL || (s_zero = PyLong_FromLong(0)) == NULL)
         return NULL;
     PyTypeObject *types[] = {&ContextCore_Type, &SpanCore_Type, &ScopeCore_Type,
-                             &VarManagerCore_Type, &TracerCore_Type};
+                             &VarManagerCore_Type, &TracerCore_Type, &Tally_Type};
     const char *type_names[] = {"ContextCore", "SpanCore", "ScopeCore", "VarManagerCore",
-                                "TracerCore"};
-    for (int i = 0; i < 5; i++)
+                                "TracerCore", "Tally"};
+    enum { N_TYPES = sizeof(types) / sizeof(types[0]) };
+    for (int i = 0; i < N_TYPES; i++)
         if (PyType_Ready(types[i]) < 0)
             return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < N_TYPES; i++) {
         Py_INCREF(types[i]);
         if (PyModule_AddObject(module, type_names[i], (PyObject *)types[i]) < 0) {
             Py_DECREF(types[i]);
             Py_DECREF(module);
             return NULL;
         }
+    }
+    PyObject *api = PyCapsule_New((void *)&context_api, CONTEXT_API_CAPSULE, NULL);
+    if (api == NULL || PyModule_AddObject(module, "_context_api", api) < 0) {
+        Py_XDECREF(api);
+        Py_DECREF(module);
+        return NULL;
     }
     return module;
 }

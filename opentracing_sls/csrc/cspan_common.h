@@ -15,6 +15,7 @@
 
 #include "compat.h"
 #include "report_api.h"
+#include "cspan_tally.h"
 #include <math.h>
 #include <time.h>
 
@@ -206,12 +207,16 @@ static inline PyObject *tracer_attr(PyObject *tracer, size_t offset, PyObject *n
 #define TRACER_ATTR(tracer, field, name) \
     tracer_attr((tracer), offsetof(TracerCore, field), (name))
 
-/* Calls the counter incrementer tracer.<name>(): straight into itertools.count's
- * tp_iternext when it is one's __next__ (a method-wrapper call costs ten times more).
- * Returns 0, or -1 with an error set. */
+/* Calls the counter incrementer tracer.<name>(): a Tally is stepped in place; an
+ * itertools.count's __next__ goes straight to its tp_iternext (a method-wrapper call costs
+ * ten times more). Returns 0, or -1 with an error set. */
 static int count_at(PyObject *tracer, size_t offset, size_t it_offset, PyObject *name) {
     if (IS_TRACER(tracer)) {
         PyObject *it = SLOT_AT(tracer, it_offset);
+        if (it != NULL && Py_IS_TYPE(it, &Tally_Type)) {
+            ((Tally *)it)->n++;
+            return 0;
+        }
         if (it != NULL) {
             PyObject *r = Py_TYPE(it)->tp_iternext(it);
             if (r == NULL)

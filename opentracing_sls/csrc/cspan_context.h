@@ -4,6 +4,7 @@
 #define CSPAN_CONTEXT_H
 
 #include "cspan_common.h"
+#include "context_api.h"
 
 /* -------------------------------------------------------------------- ContextCore */
 
@@ -103,6 +104,32 @@ static PyTypeObject ContextCore_Type = {
     .tp_new = PyType_GenericNew,
     .tp_members = context_members,
 };
+
+/* ContextAPI.make (context_api.h): a class that kept ContextCore's __new__ and __init__
+ * gets its fields set here, as context_init would set them; any other is called. */
+static PyObject *api_make_context(PyTypeObject *type, PyObject *trace_id, PyObject *span_id,
+                                  PyObject *parent_id, PyObject *flags, int deferred) {
+    if (type->tp_init != (initproc)context_init || type->tp_new != PyType_GenericNew ||
+        empty_baggage == NULL || !PyType_IsSubtype(type, &ContextCore_Type)) {
+        PyObject *args[7] = {trace_id, span_id, parent_id, flags, Py_None, Py_None,
+                             deferred ? Py_True : Py_False};
+        return PyObject_Vectorcall((PyObject *)type, args, deferred ? 7 : 4, NULL);
+    }
+    ContextCore *c = (ContextCore *)type->tp_alloc(type, 0);
+    if (c == NULL)
+        return NULL;
+    c->trace_id = Py_NewRef(trace_id);
+    c->span_id = Py_NewRef(span_id);
+    c->parent_id = Py_NewRef(parent_id);
+    c->flags = Py_NewRef(flags);
+    c->baggage = Py_NewRef(empty_baggage);
+    c->debug_id = Py_NewRef(Py_None);
+    c->deferred = Py_NewRef(deferred ? Py_True : Py_False);
+    c->trace_state = Py_NewRef(Py_None);
+    return (PyObject *)c;
+}
+
+static const ContextAPI context_api = {CONTEXT_API_VERSION, api_make_context};
 
 /* A context's flags as a C long (0 when they are not an int: such a context is unsampled
  * for the pure-Python code too, whose `flags & SAMPLED_FLAG` would raise and be caught). */

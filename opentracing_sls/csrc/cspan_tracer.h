@@ -368,8 +368,8 @@ static PyMemberDef tracer_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
-/* The counters: read like members; assigning one also notes the itertools.count behind it
- * when it is such a count's bound __next__, which count_at() then advances directly. */
+/* The counters: read like members; assigning one also notes a Tally, or the
+ * itertools.count behind a count's bound __next__, which count_at() then advances directly. */
 typedef struct {
     const char *name;
     size_t field, it;
@@ -420,7 +420,9 @@ static int counter_set(PyObject *self, PyObject *value, void *closure) {
         PyErr_SetString(PyExc_AttributeError, slot->name);
         return -1;
     }
-    PyObject *it = value ? count_behind(value) : NULL;
+    PyObject *it = value == NULL           ? NULL
+                   : Py_IS_TYPE(value, &Tally_Type) ? Py_NewRef(value)
+                                                   : count_behind(value);
     Py_XSETREF(SLOT_AT(self, slot->field), value ? Py_NewRef(value) : NULL);
     Py_XSETREF(SLOT_AT(self, slot->it), it);
     return 0;

@@ -99,7 +99,7 @@ def test_handler_construction_errors():
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("key_names", [], "key_names must be a dict or None"),
+    ("key_pairs", [], "key_pairs must be a tuple or None"),
     ("status_codes", (), "status_codes, ip_kinds and server_tag_base must be dicts"),
     ("server_tag_names", ("a", "b"), "server_tag_names a tuple of 4"),
     ("state_type", dict, "state_type must be _cglue.RequestState"),

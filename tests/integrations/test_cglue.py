@@ -210,9 +210,13 @@ def test_capture_matches_python(monkeypatch):
         py_result = forward_list.capture(environ)
         monkeypatch.undo()
         assert c_result == py_result
-    assert cglue.capture({}, {"HTTP_X": "1"}) is None
+    assert cglue.capture((), {"HTTP_X": "1"}) is None
     with pytest.raises(TypeError):
-        cglue.capture({}, CaseInsensitiveDict())
+        cglue.capture((), CaseInsensitiveDict())
+    with pytest.raises(TypeError):  # not key, name pairs
+        cglue.capture(("HTTP_X",), {"HTTP_X": "1"})
+    with pytest.raises(TypeError):  # the old dict form
+        cglue.capture({"HTTP_X": "x"}, {"HTTP_X": "1"})
 
 
 def _random_headers(rng: random.Random, names: List[str], k: int) -> Dict[str, str]:

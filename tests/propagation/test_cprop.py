@@ -535,6 +535,52 @@ def test_no_reference_leaks():
     assert [sys.getrefcount(obj) for obj in watched] == before
 
 
+def test_extracted_contexts_are_built_like_calling_the_class():
+    """_cspan fills the fields of an extracted context directly (``_context_api``) while
+    SpanContext keeps ContextCore's __init__; a replaced __init__ is called instead."""
+    fast, slow = pair(DEFAULT_PROPAGATION)
+    cases = [b3_case(sampled="1", parent=P16), b3_case(), b3_case(trace=None, sampled="0")]
+    expected = [outcome(slow.extract, environ) for environ in cases]
+    for environ, want in zip(cases, expected):
+        context = fast._cextract(environ)
+        assert type(context) is SpanContext and fields(context) == want
+        assert context.baggage == {} and context.debug_id is None
+    assert fast._cextract(cases[1]).sampling_deferred is True
+    assert "__init__" not in vars(SpanContext)
+    calls = []
+
+    def init(self, *args, **kwargs):
+        calls.append(args)
+        ContextCore.__init__(self, *args, **kwargs)
+
+    ContextCore = SpanContext.__mro__[1]
+    SpanContext.__init__ = init
+    try:
+        assert [fields(fast._cextract(environ)) for environ in cases] == expected
+        assert [len(args) for args in calls] == [4, 7, 4]  # deferred: by position, as b3.py
+    finally:
+        del SpanContext.__init__
+    calls.clear()
+    assert [fields(fast._cextract(environ)) for environ in cases] == expected
+    assert calls == []
+
+
+def test_configure_checks_the_context_api():
+    classes = dict(context_type=SpanContext, b3_type=B3Codec, w3c_type=W3CCodec,
+                   jaeger_type=JaegerCodec)
+    with pytest.raises(ValueError):  # not a capsule
+        cprop.configure(**classes, context_api=object())
+    from opentracing_sls import _accel
+    report_api = getattr(_accel.load("_speedups"), "_report_api", None)
+    if report_api is not None:
+        with pytest.raises(ValueError):  # a capsule of another name
+            cprop.configure(**classes, context_api=report_api)
+    # A failed configure() changed nothing.
+    fast, slow = pair(DEFAULT_PROPAGATION)
+    environ = b3_case(sampled="1", parent=P16)
+    assert fields(fast._cextract(environ)) == outcome(slow.extract, environ)
+
+
 def test_composites_pickle_and_copy_with_hooks_of_their_own():
     environ = b3_case(sampled="1", parent=P16)
     context = SpanContext(int(T32, 16), int(S16, 16), int(P16, 16), 1)
