@@ -146,6 +146,26 @@ static PyObject *active_parent(PyObject *tracer) {
     return context;
 }
 
+/* Whether set_tag would store every item of `tags` (an exact dict) as it is: str keys other
+ * than sampling.priority, values that are str of at most `limit` characters, bool, int or
+ * float. Then one dict update does what a set_tag per item does, in a fraction of the time
+ * (each call costs about 500 instructions; an HTTP span gets six or seven tags). */
+static int tags_as_given(PyObject *tags, Py_ssize_t limit) {
+    PyObject *key, *value;
+    Py_ssize_t pos = 0, priority_len = PyUnicode_GET_LENGTH(s_priority_key);
+    while (PyDict_Next(tags, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || key == s_priority_key ||
+            (PyUnicode_GET_LENGTH(key) == priority_len &&
+             PyUnicode_Compare(key, s_priority_key) == 0))
+            return 0;
+        if (PyUnicode_CheckExact(value) ? PyUnicode_GET_LENGTH(value) > limit
+                                        : !PyBool_Check(value) && !PyLong_CheckExact(value) &&
+                                              !PyFloat_CheckExact(value))
+            return 0;
+    }
+    return 1;
+}
+
 /* Tags passed to start_span, as Tracer._start_span applies them. */
 static int apply_tags(SpanCore *span, PyObject *tags, int sampled) {
     if (tags == NULL || tags == Py_None)
@@ -162,6 +182,8 @@ static int apply_tags(SpanCore *span, PyObject *tags, int sampled) {
         Py_DECREF(value);
         return rc;
     }
+    if (tags_as_given(tags, span->limit))
+        return PyDict_Update(span->tags, tags);
     while (PyDict_Next(tags, &pos, &key, &value)) {
         args[0] = key;
         args[1] = value;

@@ -8,6 +8,7 @@ subprocess against the Python ones.
 
 from __future__ import annotations
 
+import enum
 import gc
 import os
 import random
@@ -21,7 +22,12 @@ import opentracing
 import pytest
 
 from opentracing_sls import span as span_module
-from opentracing_sls.constants import DEBUG_FLAG, EMPTY_BAGGAGE, SAMPLED_FLAG
+from opentracing_sls.constants import (
+    DEBUG_FLAG,
+    EMPTY_BAGGAGE,
+    MAX_TAG_VALUE_LENGTH,
+    SAMPLED_FLAG,
+)
 from opentracing_sls.record import CHILD_OF, SpanRecord
 from opentracing_sls.sampling import ConstSampler
 from opentracing_sls.scope_managers import ContextVarsScopeManager, ThreadLocalScopeManager
@@ -50,6 +56,14 @@ class Broken:
 class Interrupting:
     def __str__(self) -> str:
         raise KeyboardInterrupt
+
+
+class Flag(enum.IntEnum):
+    ON = 1
+
+
+class Text(str):
+    pass
 
 
 class BadInt:
@@ -203,6 +217,19 @@ def _start_shapes(tracer: Tracer) -> List[Tuple[str, Callable[[], Any]]]:
         ("references", lambda: tracer.start_span("c", references=[ref])),
         ("foreign", lambda: tracer.start_span("c", child_of=object())),
         ("tags", lambda: tracer.start_span("c", tags={"s": "x" * 2000, "n": 3, "o": Shout()})),
+        # Stored as given (one dict update in C), then each case that is not.
+        ("plain tags", lambda: tracer.start_span("c", tags={
+            "span.kind": "server", "http.status_code": 200, "ok": True, "ratio": 0.5,
+            "http.url": "u" * MAX_TAG_VALUE_LENGTH, "": ""})),
+        ("tag too long", lambda: tracer.start_span("c", tags={
+            "a": 1, "u": "u" * (MAX_TAG_VALUE_LENGTH + 1)})),
+        ("priority among tags", lambda: tracer.start_span("c", tags={
+            "a": "b", "sampling.priority": 0})),
+        ("subclassed values", lambda: tracer.start_span("c", tags={
+            "flag": Flag.ON, "text": Text("t"), "none": None})),
+        ("key not a str", lambda: tracer.start_span("c", tags={7: "seven"})),
+        ("key a str subclass", lambda: tracer.start_span("c", tags={
+            Text("sampling.priority"): 1})),
         ("start time", lambda: tracer.start_span("c", start_time=123.5)),
         ("ignore active", lambda: tracer.start_span("c", ignore_active_span=True)),
     ]
