@@ -180,13 +180,6 @@ typedef struct {
  * shifts and masks cost an int object per step (the 128-bit trace ids of a mesh are the
  * common case). The byte-array functions before 3.13 are private, but their signature held
  * from 3.x to 3.12; 3.13 made the same public. */
-static inline uint64_t load_le64(const unsigned char *b) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | b[i];
-    return v;
-}
-
 static inline void store_le64(unsigned char *b, uint64_t v) {
     for (int i = 0; i < 8; i++, v >>= 8)
         b[i] = (unsigned char)v;
@@ -603,38 +596,6 @@ static void injector_dealloc(Injector *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* An id that is an exact int in [0, 2**(8 * size)) (size 8 or 16): 1 with its halves set,
- * 0 for anything else (the Python code formats it its way), -1 on error. */
-static int read_id(PyObject *v, size_t size, uint64_t *hi, uint64_t *lo) {
-    if (v == NULL || !PyLong_CheckExact(v))
-        return 0;
-    unsigned char bytes[16];
-#if PY_VERSION_HEX >= 0x030D0000
-    Py_ssize_t need = PyLong_AsNativeBytes(v, bytes, (Py_ssize_t)size,
-                                           Py_ASNATIVEBYTES_LITTLE_ENDIAN |
-                                               Py_ASNATIVEBYTES_UNSIGNED_BUFFER |
-                                               Py_ASNATIVEBYTES_REJECT_NEGATIVE);
-    if (need < 0) {
-        if (!PyErr_ExceptionMatches(PyExc_ValueError))
-            return -1;
-        PyErr_Clear(); /* negative */
-        return 0;
-    }
-    if ((size_t)need > size)
-        return 0;
-#else
-    if (_PyLong_AsByteArray((PyLongObject *)v, bytes, size, 1, 0) < 0) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
-            return -1;
-        PyErr_Clear(); /* negative or too wide */
-        return 0;
-    }
-#endif
-    *lo = load_le64(bytes);
-    *hi = size > 8 ? load_le64(bytes + 8) : 0;
-    return 1;
-}
-
 /* Consumes `value` (NULL: an error is set). */
 static int put(PyObject *carrier, PyObject *key, PyObject *value) {
     if (value == NULL)
@@ -657,9 +618,13 @@ static PyObject *injector_inject(Injector *self, PyObject *const *args, Py_ssize
         return Py_NewRef(not_handled);
     uint64_t trace_hi, trace_lo, span, parent, unused;
     int rc;
-    if ((rc = read_id(SLOT(context, field_offsets[F_TRACE]), 16, &trace_hi, &trace_lo)) != 1 ||
-        (rc = read_id(SLOT(context, field_offsets[F_SPAN]), 8, &unused, &span)) != 1 ||
-        (rc = read_id(SLOT(context, field_offsets[F_PARENT]), 8, &unused, &parent)) != 1)
+    PyObject *trace = SLOT(context, field_offsets[F_TRACE]);
+    PyObject *span_id = SLOT(context, field_offsets[F_SPAN]);
+    PyObject *parent_id = SLOT(context, field_offsets[F_PARENT]);
+    /* an id that is not an exact int in range: the Python code formats it its way */
+    if ((rc = unsigned_id_halves(trace, 16, &trace_hi, &trace_lo)) != 1 ||
+        (rc = unsigned_id_halves(span_id, 8, &unused, &span)) != 1 ||
+        (rc = unsigned_id_halves(parent_id, 8, &unused, &parent)) != 1)
         return rc < 0 ? NULL : Py_NewRef(not_handled);
     if ((trace_hi | trace_lo) == 0 || span == 0)
         return Py_NewRef(not_handled); /* no ids: each codec writes what it writes then */

@@ -136,18 +136,12 @@ static int high64(PyObject *v, uint64_t *out) {
     return rc;
 }
 
-/* Both halves of a trace id; one call for the common non-negative id below 2^64. */
+/* Both halves of a trace id; one call for the common non-negative id below 2^128. */
 static int trace_halves(PyObject *v, uint64_t *low, uint64_t *high) {
-    if (PyLong_CheckExact(v)) {
-        unsigned long long u = PyLong_AsUnsignedLongLong(v);
-        if (u != (unsigned long long)-1 || !PyErr_Occurred()) {
-            *low = u;
-            *high = 0;
-            return 0;
-        }
-        PyErr_Clear(); /* negative or wider: the general rules */
-    }
-    int rc = low64(v, low);
+    int fits = unsigned_id_halves(v, 16, high, low);
+    if (fits != 0)
+        return fits < 0 ? FAILED : 0;
+    int rc = low64(v, low); /* negative, wider or not an exact int: the general rules */
     return rc ? rc : high64(v, high);
 }
 

@@ -3,6 +3,7 @@
 #define OPENTRACING_SLS_COMPAT_H
 
 #include <Python.h>
+#include <stdint.h>
 
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *compat_new_ref(PyObject *o) {
@@ -43,6 +44,49 @@ static inline void restore_exception(PyObject *exc) {
     if (exc != NULL)
         PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
 #endif
+}
+
+/* The halves of ``v`` when it is an exact int in [0, 2**(8 * size)) (size 8 or 16): 1 with
+ * *hi and *lo set, 0 for anything else (negative, wider, not an exact int; no error), -1 on
+ * another error. One call for a 128-bit id, where shifts and masks make an int per step and
+ * PyLong_AsUnsignedLongLong raises (and makes an exception object) for it. The byte-array
+ * function before 3.13 is private, but its signature held from 3.x to 3.12; 3.13 made the
+ * same public. */
+static inline uint64_t compat_load_le64(const unsigned char *b) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | b[i];
+    return v;
+}
+
+static inline int unsigned_id_halves(PyObject *v, size_t size, uint64_t *hi, uint64_t *lo) {
+    if (v == NULL || !PyLong_CheckExact(v))
+        return 0;
+    unsigned char bytes[16];
+#if PY_VERSION_HEX >= 0x030D0000
+    Py_ssize_t need = PyLong_AsNativeBytes(v, bytes, (Py_ssize_t)size,
+                                           Py_ASNATIVEBYTES_LITTLE_ENDIAN |
+                                               Py_ASNATIVEBYTES_UNSIGNED_BUFFER |
+                                               Py_ASNATIVEBYTES_REJECT_NEGATIVE);
+    if (need < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError))
+            return -1;
+        PyErr_Clear(); /* negative */
+        return 0;
+    }
+    if ((size_t)need > size)
+        return 0;
+#else
+    if (_PyLong_AsByteArray((PyLongObject *)v, bytes, size, 1, 0) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear(); /* negative or too wide */
+        return 0;
+    }
+#endif
+    *lo = compat_load_le64(bytes);
+    *hi = size > 8 ? compat_load_le64(bytes + 8) : 0;
+    return 1;
 }
 
 #endif

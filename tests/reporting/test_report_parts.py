@@ -22,6 +22,7 @@ from opentracing_sls.reporting import Reporter, compact
 from opentracing_sls.reporting.senders import UdpSender
 from opentracing_sls.sampling import ConstSampler
 from opentracing_sls.scope_managers import ContextVarsScopeManager
+from opentracing_sls.span_context import SpanContext
 from opentracing_sls.tracer import Tracer
 
 speedups = pytest.importorskip("opentracing_sls._speedups",
@@ -80,6 +81,22 @@ def test_references_and_128_bit_trace_ids(tracer: Tracer) -> None:
     assert span.context.trace_id >> 64
     span.finish(finish_time=100.5)
     assert tracer.reporter._queue[-1] == _python_bytes(span, 100.5)
+
+
+class _Id(int):
+    pass
+
+
+@pytest.mark.parametrize("trace_id", [
+    1, 2**63, 2**64 - 1, 2**64, (5 << 64) | 7, 2**128 - 1,  # in range: one conversion in C
+    2**128, 2**130 + 3, -1, -(2**64) - 5, _Id(2**70 + 1),  # the general rules
+])
+def test_trace_ids_of_every_width_encode_as_python_does(tracer: Tracer, trace_id: int) -> None:
+    parent = SpanContext(trace_id, 0x1234, 0, 1)
+    span = tracer.start_span("child", child_of=parent, start_time=50.0)
+    assert span.context.trace_id == trace_id
+    span.finish(finish_time=50.25)
+    assert tracer.reporter._queue[-1] == _python_bytes(span, 50.25)
 
 
 def test_times_that_are_not_floats_take_the_record_path(tracer: Tracer) -> None:
