@@ -796,16 +796,9 @@ static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject
                                      &PyType_Type, &types[3], &api))
         return NULL;
     const ContextAPI *found = NULL;
-    if (api != Py_None) {
-        found = (const ContextAPI *)PyCapsule_GetPointer(api, CONTEXT_API_CAPSULE);
-        if (found == NULL)
-            return NULL;
-        if (found->version != CONTEXT_API_VERSION) {
-            PyErr_Format(PyExc_ValueError, "context_api version %d, expected %d",
-                         found->version, CONTEXT_API_VERSION);
-            return NULL;
-        }
-    }
+    if (api != Py_None && (found = capsule_api(api, CONTEXT_API_CAPSULE, CONTEXT_API_VERSION,
+                                               "context_api")) == NULL)
+        return NULL;
     Py_ssize_t offsets[N_FIELDS], multi, single;
     for (int i = 0; i < N_FIELDS; i++)
         if (slot_offset(types[0], field_names[i], &offsets[i]) < 0)

@@ -39,15 +39,9 @@ static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject
     const ReportAPI *found = report_api; /* report_api omitted: unchanged */
     if (api == Py_None) {
         found = NULL;
-    } else if (api != NULL) {
-        found = (const ReportAPI *)PyCapsule_GetPointer(api, REPORT_API_CAPSULE);
-        if (found == NULL)
-            return NULL;
-        if (found->version != REPORT_API_VERSION) {
-            PyErr_Format(PyExc_ValueError, "report_api version %d, expected %d",
-                         found->version, REPORT_API_VERSION);
-            return NULL;
-        }
+    } else if (api != NULL && (found = capsule_api(api, REPORT_API_CAPSULE, REPORT_API_VERSION,
+                                                   "report_api")) == NULL) {
+        return NULL;
     }
     /* the capsule lives as long as the _speedups module, which is never unloaded */
     report_api = found;

@@ -89,4 +89,19 @@ static inline int unsigned_id_halves(PyObject *v, size_t size, uint64_t *hi, uin
     return 1;
 }
 
+/* The struct a module exports in the capsule `capsule` named `name` for another (the
+ * ReportAPI, the ContextAPI), checked to begin with `int version` equal to `version`; NULL
+ * with an error set when it is not such a capsule. `what` names the argument in the error. */
+static inline const void *capsule_api(PyObject *capsule, const char *name, int version,
+                                      const char *what) {
+    const int *found = (const int *)PyCapsule_GetPointer(capsule, name);
+    if (found == NULL)
+        return NULL;
+    if (*found != version) {
+        PyErr_Format(PyExc_ValueError, "%s version %d, expected %d", what, *found, version);
+        return NULL;
+    }
+    return found;
+}
+
 #endif
