@@ -767,23 +767,6 @@ static PyTypeObject Injector_Type = {
 
 /* ------------------------------------------------------------------------ module */
 
-/* The offset of the object slot `name` of `type`'s instances, from its member descriptor:
- * the attribute is that slot and nothing else (no property or class attribute in front). */
-static int slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *offset) {
-    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
-    if (descr == NULL)
-        return -1;
-    int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
-             ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX &&
-             PyType_IsSubtype(type, PyDescr_TYPE(descr));
-    if (ok)
-        *offset = ((PyMemberDescrObject *)descr)->d_member->offset;
-    else
-        PyErr_Format(PyExc_TypeError, "%s.%s is not an object slot", type->tp_name, name);
-    Py_DECREF(descr);
-    return ok ? 0 : -1;
-}
-
 /* configure(context_type, b3_type, w3c_type, jaeger_type, context_api=None), once at
  * import. */
 static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs) {
@@ -801,10 +784,10 @@ static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject
         return NULL;
     Py_ssize_t offsets[N_FIELDS], multi, single;
     for (int i = 0; i < N_FIELDS; i++)
-        if (slot_offset(types[0], field_names[i], &offsets[i]) < 0)
+        if (object_slot_offset(types[0], field_names[i], &offsets[i]) < 0)
             return NULL;
-    if (slot_offset(types[1], "multi_header", &multi) < 0 ||
-        slot_offset(types[1], "single_header", &single) < 0)
+    if (object_slot_offset(types[1], "multi_header", &multi) < 0 ||
+        object_slot_offset(types[1], "single_header", &single) < 0)
         return NULL;
     memcpy(field_offsets, offsets, sizeof offsets);
     b3_multi_offset = multi;

@@ -4,6 +4,7 @@
 
 #include <Python.h>
 #include <stdint.h>
+#include <structmember.h> /* T_OBJECT_EX */
 
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *compat_new_ref(PyObject *o) {
@@ -102,6 +103,25 @@ static inline const void *capsule_api(PyObject *capsule, const char *name, int v
         return NULL;
     }
     return found;
+}
+
+/* The offset of the object slot `name` of `type`'s instances, from its member descriptor:
+ * the attribute is that slot and nothing else (no property or class attribute in front).
+ * 0, or -1 with a TypeError (or the lookup's error) set. */
+static inline int object_slot_offset(PyTypeObject *type, const char *name,
+                                     Py_ssize_t *offset) {
+    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
+    if (descr == NULL)
+        return -1;
+    int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+             ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX &&
+             PyType_IsSubtype(type, PyDescr_TYPE(descr));
+    if (ok)
+        *offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+    else
+        PyErr_Format(PyExc_TypeError, "%s.%s is not an object slot", type->tp_name, name);
+    Py_DECREF(descr);
+    return ok ? 0 : -1;
 }
 
 #endif
