@@ -21,8 +21,38 @@ static void report_to(PyObject *report, const char *what) {
     Py_XDECREF(exc);
 }
 
-static int attr_true(PyObject *obj, PyObject *name) {
+static inline int attr_true(PyObject *obj, PyObject *name) {
     PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* The fields context_unsampled() reads, and where ContextCore keeps them in instances of
+ * `slots_of` (our SpanContext): read in place there, not through an attribute lookup each
+ * (about 700 instructions a request). A type without those slots (no C core), or a slot
+ * that is unset, reads as an attribute, as the Python twin does. */
+enum { F_FLAGS, F_DEFERRED, F_TRACE_ID, F_SPAN_ID, N_CONTEXT_FIELDS };
+static const char *const context_field_names[N_CONTEXT_FIELDS] = {
+    "flags", "sampling_deferred", "trace_id", "span_id"};
+static PyObject *context_field_objs[N_CONTEXT_FIELDS];
+static PyTypeObject *slots_of = NULL;
+static Py_ssize_t context_field_at[N_CONTEXT_FIELDS];
+
+/* context.<field i> (new reference, or NULL with an error). */
+static PyObject *context_field(PyObject *context, int i) {
+    if (Py_TYPE(context) == slots_of) {
+        PyObject *value = *(PyObject **)((char *)context + context_field_at[i]);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(context, context_field_objs[i]);
+}
+
+static int context_field_true(PyObject *context, int i) {
+    PyObject *value = context_field(context, i);
     if (value == NULL)
         return -1;
     int truth = PyObject_IsTrue(value);
@@ -33,68 +63,38 @@ static int attr_true(PyObject *obj, PyObject *name) {
 /* unsampled.py's test on a parent context: 1 when it is exactly our SpanContext with ids
  * and a "not sampled" decision (a child inherits it), 0 if not, -1 on error. */
 static int context_unsampled(PyObject *context, PyObject *context_type, long sampled_flag) {
-    static PyObject *s_flags, *s_deferred, *s_trace_id, *s_span_id;
-    if (s_flags == NULL && ((s_flags = PyUnicode_InternFromString("flags")) == NULL ||
-                            (s_deferred = PyUnicode_InternFromString("sampling_deferred")) ==
-                                NULL ||
-                            (s_trace_id = PyUnicode_InternFromString("trace_id")) == NULL ||
-                            (s_span_id = PyUnicode_InternFromString("span_id")) == NULL))
-        return -1;
+    if (context_field_objs[0] == NULL)
+        for (int i = 0; i < N_CONTEXT_FIELDS; i++)
+            if ((context_field_objs[i] = PyUnicode_InternFromString(context_field_names[i])) ==
+                NULL)
+                return -1;
     if ((PyObject *)Py_TYPE(context) != context_type)
         return 0;
-    /* The four fields are ContextCore's slots: read in place, not through four attribute
-     * lookups (about 700 instructions a request). Anything unexpected (no C core, a slot
-     * that is unset) reads them as attributes, as the Python twin does. */
-    static PyTypeObject *slots_of = NULL;
-    static Py_ssize_t at[4]; /* flags, sampling_deferred, trace_id, span_id */
     if (slots_of != (PyTypeObject *)context_type) {
-        static const char *const names[4] = {"flags", "sampling_deferred", "trace_id",
-                                             "span_id"};
-        Py_ssize_t found[4];
+        Py_ssize_t found[N_CONTEXT_FIELDS];
         int ok = 1;
-        for (int i = 0; i < 4 && ok; i++)
-            ok = object_slot_offset((PyTypeObject *)context_type, names[i], &found[i]) == 0;
+        for (int i = 0; i < N_CONTEXT_FIELDS && ok; i++)
+            ok = object_slot_offset((PyTypeObject *)context_type, context_field_names[i],
+                                    &found[i]) == 0;
         if (ok) {
-            memcpy(at, found, sizeof at);
+            memcpy(context_field_at, found, sizeof found);
             Py_XSETREF(slots_of, (PyTypeObject *)Py_NewRef(context_type));
         } else {
             PyErr_Clear();
         }
     }
-    if (slots_of == (PyTypeObject *)context_type) {
-        PyObject *fields[4];
-        int all = 1;
-        for (int i = 0; i < 4; i++)
-            all &= (fields[i] = *(PyObject **)((char *)context + at[i])) != NULL;
-        if (all && PyLong_CheckExact(fields[0])) {
-            /* held: a field's __bool__ could run code that replaces the others */
-            for (int i = 0; i < 4; i++)
-                Py_INCREF(fields[i]);
-            long value = PyLong_AsLong(fields[0]);
-            int result = value == -1 && PyErr_Occurred() ? -1 : 0;
-            if (result == 0 && !(value & sampled_flag)) {
-                int deferred = PyObject_IsTrue(fields[1]);
-                result = deferred != 0 ? (deferred < 0 ? -1 : 0) : PyObject_IsTrue(fields[2]);
-                if (result == 1)
-                    result = PyObject_IsTrue(fields[3]);
-            }
-            for (int i = 0; i < 4; i++)
-                Py_DECREF(fields[i]);
-            return result;
-        }
-    }
-    PyObject *flags = PyObject_GetAttr(context, s_flags);
+    PyObject *flags = context_field(context, F_FLAGS);
     long value = flags == NULL ? -1 : PyLong_AsLong(flags);
     Py_XDECREF(flags);
     if (value == -1 && PyErr_Occurred())
         return -1;
     if (value & sampled_flag)
         return 0;
-    int deferred = attr_true(context, s_deferred);
+    int deferred = context_field_true(context, F_DEFERRED);
     if (deferred != 0)
         return deferred < 0 ? -1 : 0;
-    int trace = attr_true(context, s_trace_id);
-    return trace != 1 ? trace : attr_true(context, s_span_id);
+    int trace = context_field_true(context, F_TRACE_ID);
+    return trace != 1 ? trace : context_field_true(context, F_SPAN_ID);
 }
 
 /* The tracer's HTTP_HEADERS codec when the tracer is exactly ours and the codec exactly our
