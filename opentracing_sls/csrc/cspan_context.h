@@ -105,6 +105,28 @@ static PyTypeObject ContextCore_Type = {
     .tp_members = context_members,
 };
 
+/* A ContextCore instance of `type` with its fields set directly (no __init__ argument
+ * parsing). `baggage` is stolen (a dict the context owns, or the shared empty one), every
+ * other argument borrowed; `trace_state` NULL means None. */
+static PyObject *fill_context(PyTypeObject *type, PyObject *trace_id, PyObject *span_id,
+                              PyObject *parent_id, PyObject *flags, PyObject *baggage,
+                              int deferred, PyObject *trace_state) {
+    ContextCore *c = (ContextCore *)type->tp_alloc(type, 0);
+    if (c == NULL) {
+        Py_DECREF(baggage);
+        return NULL;
+    }
+    c->trace_id = Py_NewRef(trace_id);
+    c->span_id = Py_NewRef(span_id);
+    c->parent_id = Py_NewRef(parent_id);
+    c->flags = Py_NewRef(flags);
+    c->baggage = baggage;
+    c->debug_id = Py_NewRef(Py_None);
+    c->deferred = Py_NewRef(deferred ? Py_True : Py_False);
+    c->trace_state = Py_NewRef(trace_state ? trace_state : Py_None);
+    return (PyObject *)c;
+}
+
 /* ContextAPI.make (context_api.h): a class that kept ContextCore's __new__ and __init__
  * gets its fields set here, as context_init would set them; any other is called. */
 static PyObject *api_make_context(PyTypeObject *type, PyObject *trace_id, PyObject *span_id,
@@ -115,18 +137,8 @@ static PyObject *api_make_context(PyTypeObject *type, PyObject *trace_id, PyObje
                              deferred ? Py_True : Py_False};
         return PyObject_Vectorcall((PyObject *)type, args, deferred ? 7 : 4, NULL);
     }
-    ContextCore *c = (ContextCore *)type->tp_alloc(type, 0);
-    if (c == NULL)
-        return NULL;
-    c->trace_id = Py_NewRef(trace_id);
-    c->span_id = Py_NewRef(span_id);
-    c->parent_id = Py_NewRef(parent_id);
-    c->flags = Py_NewRef(flags);
-    c->baggage = Py_NewRef(empty_baggage);
-    c->debug_id = Py_NewRef(Py_None);
-    c->deferred = Py_NewRef(deferred ? Py_True : Py_False);
-    c->trace_state = Py_NewRef(Py_None);
-    return (PyObject *)c;
+    return fill_context(type, trace_id, span_id, parent_id, flags, Py_NewRef(empty_baggage),
+                        deferred, NULL);
 }
 
 static const ContextAPI context_api = {CONTEXT_API_VERSION, api_make_context};

@@ -34,20 +34,8 @@ static PyObject *new_context(PyObject *trace_id, PyObject *span_id, PyObject *pa
     }
     if (copy == NULL)
         return NULL;
-    ContextCore *c = (ContextCore *)context_cls->tp_alloc(context_cls, 0);
-    if (c == NULL) {
-        Py_DECREF(copy);
-        return NULL;
-    }
-    c->trace_id = Py_NewRef(trace_id);
-    c->span_id = Py_NewRef(span_id);
-    c->parent_id = Py_NewRef(parent_id);
-    c->flags = Py_NewRef(flags);
-    c->baggage = copy;
-    c->debug_id = Py_NewRef(Py_None);
-    c->deferred = Py_NewRef(Py_False);
-    c->trace_state = Py_NewRef(trace_state ? trace_state : Py_None);
-    return (PyObject *)c;
+    return fill_context(context_cls, trace_id, span_id, parent_id, flags, copy, 0,
+                        trace_state);
 }
 
 /* The context of a root span: new ids, the local sampler's decision. Sets *sampler_tags
