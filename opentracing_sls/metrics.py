@@ -47,7 +47,7 @@ class Counter:
 
     @property
     def value(self) -> int:
-        if _Tally is not None:
+        if type(self._count) is not itertools.count:  # a Tally
             return self._count.value + self._bulk  # type: ignore[no-any-return]
         # repr() is "count(N)": it shows the next value without consuming it, and unlike
         # count.__reduce__ (deprecated in 3.12) it is stable across Python versions.
